@@ -1,0 +1,80 @@
+"""One frozen Settings object, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PROJECT_ROOT", "Settings", "default_state_dir"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout Gemba runs from (it holds deploy/ and the default policy)."""
+
+
+def default_state_dir() -> Path:
+    """Where the local broker, its data and the worker's state live by default."""
+    return PROJECT_ROOT / ".gemba"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from GEMBA_* variables (and KAFKA_BOOTSTRAP_SERVERS)."""
+
+    model_config = SettingsConfigDict(env_prefix="GEMBA_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "GEMBA_KAFKA_BOOTSTRAP_SERVERS"),
+        description="An existing cluster; when unset Gemba uses its own local broker.",
+    )
+    state_dir: Path = Field(default_factory=default_state_dir)
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(default=9092, ge=1, le=65535)
+    broker_controller_port: int = Field(default=0, ge=0, le=65535)
+    broker_dir: Path | None = Field(default=None, description="Broker data; state_dir/broker.")
+    broker_heap_mb: int = Field(default=512, ge=128)
+    broker_start_timeout_s: float = Field(default=120.0, gt=0)
+    kafka_version: str = "4.4.0"
+    kafka_pom: Path = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
+
+    touches_topic: str = "touches"
+    dead_letter_topic: str = "touches-dead-letter"
+    alerts_topic: str = "deal-alerts"
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("broker_host")
+    @classmethod
+    def _loopback_only(cls, host: str) -> str:
+        if host not in {"127.0.0.1", "localhost", "::1"}:
+            raise ValueError("the local broker listens on loopback only (127.0.0.1)")
+        return host
+
+    @property
+    def local_broker(self) -> bool:
+        """True when Gemba runs its own broker rather than using KAFKA_BOOTSTRAP_SERVERS."""
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka clients connect."""
+        return self.kafka_bootstrap_servers or f"{self.broker_host}:{self.broker_port}"
+
+    @property
+    def controller_port(self) -> int:
+        """The KRaft controller's port: set, or the broker port plus one."""
+        return self.broker_controller_port or self.broker_port + 1
+
+    @property
+    def broker_data_dir(self) -> Path:
+        """Directory holding the local broker's log, pid file and data."""
+        return self.broker_dir or self.state_dir / "broker"
+
+    @property
+    def kafka_libs_dir(self) -> Path:
+        """Cache of the broker's jars, resolved by Maven once per Kafka version."""
+        return self.state_dir / "kafka" / self.kafka_version / "libs"

@@ -15,8 +15,10 @@ from events.models import CURRENT_SCHEMA_VERSION, EVENT_TYPES, Event, EventBase
 __all__ = [
     "MAX_EVENT_BYTES",
     "EventCodec",
+    "LineRefused",
     "Upcaster",
     "decode",
+    "decode_jsonl",
     "encode",
     "json_schema",
     "problems_from",
@@ -122,6 +124,30 @@ class EventCodec:
 
 
 _DEFAULT = EventCodec()
+
+
+@dataclass(frozen=True, slots=True)
+class LineRefused:
+    """A line of JSON-lines input that is not a valid event, and why."""
+
+    line: int
+    error: EventRejected
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.error}"
+
+
+def decode_jsonl(
+    lines: Iterable[bytes | str], codec: EventCodec = _DEFAULT
+) -> Iterator[tuple[int, Event | LineRefused]]:
+    """Decode JSON lines, numbering from 1; blank lines are skipped, bad ones reported."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, codec.decode(line)
+        except EventRejected as exc:
+            yield number, LineRefused(number, exc)
 
 
 def decode(raw: bytes | str) -> Event:

@@ -116,8 +116,12 @@ class EventBase(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
-    event_id: Id = Field(description="Client-supplied idempotency key; the same id is the same fact.")
-    occurred_at: AwareDatetime = Field(description="When it happened (event time), with a UTC offset.")
+    event_id: Id = Field(
+        description="Client-supplied idempotency key; the same id is the same fact."
+    )
+    occurred_at: AwareDatetime = Field(
+        description="When it happened (event time), with a UTC offset."
+    )
     schema_version: Literal[1] = Field(default=1, description="Version of this event's schema.")
     account_id: Id = Field(description="The customer account.")
     deal_id: Id | None = Field(default=None, description="The deal (work item), when there is one.")

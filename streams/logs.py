@@ -30,11 +30,18 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # Client libraries retry on their own and log every attempt; keep their chatter for debug.
+    quiet = logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(quiet)

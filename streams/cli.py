@@ -1,0 +1,162 @@
+"""The `gemba` command line: broker, events in, and (as they land) the value stream out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from events import EVENT_TYPES, PublishError, json_schema
+from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
+from streams.broker import broker_status, start_broker, stop_broker
+from streams.errors import GembaError
+from streams.logs import configure_logging
+from streams.settings import Settings
+
+__all__ = ["cli", "main"]
+
+err = Console(stderr=True)
+PROGRESS_MIN_BYTES = 1_000_000
+"""Files at least this large show a progress bar (on a terminal)."""
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gemba")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Gemba: go and see where your sales deals' time really goes.
+
+    Every customer touch and stage change is an immutable event on Kafka; Gemba folds
+    them into value streams (value-added, overhead, waste, wait) per deal and stage.
+    Settings come from GEMBA_* environment variables (and KAFKA_BOOTSTRAP_SERVERS).
+    """
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"bad setting in the environment:\n{exc}") from None
+    configure_logging(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+@cli.group()
+def broker() -> None:
+    """Run the local single-node Apache Kafka broker (KRaft) on 127.0.0.1."""
+
+
+@broker.command("start")
+@click.pass_context
+def broker_start(ctx: click.Context) -> None:
+    """Start the broker (reusing a running one) and wait until it serves."""
+    settings = _settings(ctx)
+    before = broker_status(settings)
+    status = start_broker(settings, say=err.print)
+    verb = "already running" if before.running else "started"
+    click.echo(f"{verb}: {status.describe()}")
+
+
+@broker.command("stop")
+@click.pass_context
+def broker_stop(ctx: click.Context) -> None:
+    """Stop the broker cleanly."""
+    stopped = stop_broker(_settings(ctx))
+    click.echo("broker stopped" if stopped else "no local broker was running")
+
+
+@broker.command("status")
+@click.pass_context
+def broker_status_command(ctx: click.Context) -> None:
+    """Say whether the broker runs, and where; exit 1 if it does not."""
+    settings = _settings(ctx)
+    if not settings.local_broker:
+        click.echo(f"using the cluster at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)")
+        return
+    status = broker_status(settings)
+    click.echo(status.describe())
+    if not status.running:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--type", "event_type", type=click.Choice(sorted(EVENT_TYPES)), default=None)
+def schema(event_type: str | None) -> None:
+    """Print the JSON Schema of every event type (or of one)."""
+    document: dict[str, Any] = (
+        EVENT_TYPES[event_type].model_json_schema() if event_type else json_schema()
+    )
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Any]:
+    """A byte-progress bar on a terminal for large inputs; a no-op otherwise."""
+    if total < PROGRESS_MIN_BYTES or not err.is_terminal:
+        yield lambda _n: None
+        return
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@cli.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--topic", default=None, help="Topic to publish to (default: GEMBA_TOUCHES_TOPIC).")
+@click.pass_context
+def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
+    """Publish a JSON-lines FILE of events ('-' for stdin).
+
+    Every line is validated first; bad lines are reported with their line number,
+    field and reason, and are not published; good lines are. Exits 1 if any line
+    was refused.
+    """
+    settings = _settings(ctx)
+    topic = topic or settings.touches_topic
+    ensure_topic(settings.bootstrap_servers, topic, settings.topic_partitions)
+    size = Path(file.name).stat().st_size if file.name not in {"-", "<stdin>"} else 0
+    with (
+        KafkaEventPublisher(settings.bootstrap_servers, topic) as publisher,
+        _progress(size, "publishing") as advance,
+    ):
+        report = publish_jsonl(file, publisher, on_line=advance)
+    for refused in report.refused:
+        err.print(f"[red]refused[/] {refused}", highlight=False, soft_wrap=True)
+    click.echo(
+        f"published {report.published:,} event(s) to {topic}; refused {len(report.refused):,}"
+    )
+    if report.refused:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning known errors into a one-line message."""
+    try:
+        cli(standalone_mode=True)
+    except (GembaError, PublishError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,67 @@
+"""The local broker explains what is missing instead of failing with a stack trace."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from streams.broker import BrokerError, broker_status, ensure_kafka_libs, start_broker, stop_broker
+from streams.settings import Settings
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path, broker_port=1, kafka_bootstrap_servers=None)
+
+
+def test_missing_java_names_what_to_install(
+    isolated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(BrokerError, match=r"Java 17 or newer .* apt install openjdk-17"):
+        start_broker(isolated)
+
+
+def test_missing_maven_names_what_to_install(
+    isolated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(BrokerError, match=r"Maven \(mvn\) .* apt install maven"):
+        ensure_kafka_libs(isolated)
+
+
+def test_a_port_taken_by_another_program_is_reported_with_alternatives(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(state_dir=tmp_path, broker_port=port, kafka_bootstrap_servers=None)
+        with pytest.raises(BrokerError, match=rf"port {port} .*GEMBA_BROKER_PORT"):
+            start_broker(settings)
+
+
+def test_an_external_cluster_means_no_local_broker(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, kafka_bootstrap_servers="kafka.example:9092")
+    with pytest.raises(BrokerError, match="KAFKA_BOOTSTRAP_SERVERS is set"):
+        start_broker(settings)
+
+
+def test_status_and_stop_are_calm_when_nothing_runs(isolated: Settings) -> None:
+    status = broker_status(isolated)
+    assert not status.running
+    assert "no local broker running" in status.describe()
+    assert stop_broker(isolated) is False
+
+
+def test_a_stale_pid_file_is_not_mistaken_for_a_running_broker(isolated: Settings) -> None:
+    isolated.broker_data_dir.mkdir(parents=True)
+    (isolated.broker_data_dir / "broker.pid").write_text("1")  # pid 1 is not Kafka
+    assert not broker_status(isolated).running
+
+
+def test_the_broker_listens_on_loopback_only() -> None:
+    with pytest.raises(ValueError, match="loopback only"):
+        Settings(broker_host="0.0.0.0")

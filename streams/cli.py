@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,6 +154,51 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
     )
     if report.refused:
         sys.exit(1)
+
+
+@cli.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the Faust worker: fold `touches` into deal value streams until stopped.
+
+    Bad messages go to the dead-letter topic with the reason; counts are served
+    at http://127.0.0.1:6066/gemba/counts/ (GEMBA_WORKER_WEB_PORT).
+    """
+    from streams.worker import run_worker  # Faust loads only for the commands that need it
+
+    run_worker(_settings(ctx))
+
+
+def _worker_get(settings: Settings, path: str) -> bytes:
+    """GET a page of the running worker's web server, or say how to start it."""
+    url = f"http://127.0.0.1:{settings.worker_web_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        detail = orjson.loads(exc.read() or b"{}").get("error", exc.reason)
+        raise GembaError(str(detail)) from None
+    except OSError:
+        raise GembaError(
+            f"no worker answers at {url}: start one with `gemba worker` (or `make demo`)"
+        ) from None
+
+
+@cli.command()
+@click.argument("deal_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the value stream as JSON.")
+@click.pass_context
+def deal(ctx: click.Context, deal_id: str, as_json: bool) -> None:
+    """Print one deal's value stream: each touch and gap with its class, then totals and PCE."""
+    from projections.value_stream import DealValueStream
+    from streams.render import deal_timeline
+
+    body = _worker_get(_settings(ctx), f"/gemba/deals/{urllib.parse.quote(deal_id)}/")
+    if as_json:
+        click.echo(body.decode())
+        return
+    Console().print(deal_timeline(DealValueStream.model_validate_json(body)))
 
 
 def main() -> None:

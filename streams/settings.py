@@ -40,9 +40,15 @@ class Settings(BaseSettings):
     kafka_pom: Path = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
 
     touches_topic: str = "touches"
-    dead_letter_topic: str = "touches-dead-letter"
+    dead_letter_topic: str = "touches-dlq"
+    value_streams_topic: str = "deal-value-streams"
     alerts_topic: str = "deal-alerts"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
+
+    app_id: str = Field(default="gemba", description="Faust app id: consumer group and tables.")
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    worker_store: str = Field(default="memory://", description="Faust table store.")
+    policy_file: Path | None = Field(default=None, description="Policy TOML; default shipped.")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -73,6 +79,11 @@ class Settings(BaseSettings):
     def broker_data_dir(self) -> Path:
         """Directory holding the local broker's log, pid file and data."""
         return self.broker_dir or self.state_dir / "broker"
+
+    @property
+    def worker_dir(self) -> Path:
+        """The Faust worker's data directory."""
+        return self.state_dir / "worker"
 
     @property
     def kafka_libs_dir(self) -> Path:

@@ -1,0 +1,40 @@
+"""The worker's bridge to the pure core: stored deal events in, value-stream JSON out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from events import decode
+from projections.errors import DealNotOpened
+from projections.policy import Policy, default_policy, load_policy
+from projections.value_stream import DealValueStream, deal_value_stream
+from streams.settings import Settings
+
+__all__ = ["ValueStreamFolder"]
+
+
+@dataclass(frozen=True)
+class ValueStreamFolder:
+    """Folds a deal's stored events under one policy."""
+
+    policy: Policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ValueStreamFolder:
+        """The policy file from settings, or the shipped default."""
+        policy = load_policy(settings.policy_file) if settings.policy_file else default_policy()
+        return cls(policy)
+
+    def value_stream(self, encoded_events: Iterable[str | bytes]) -> DealValueStream | None:
+        """The deal's value stream as of its latest event; None until it has been opened."""
+        events = [decode(raw) for raw in encoded_events]
+        try:
+            return deal_value_stream(events, self.policy)
+        except DealNotOpened:
+            return None  # its deal_opened event has not arrived yet
+
+    def fold(self, encoded_events: Iterable[str | bytes]) -> bytes | None:
+        """The value stream as JSON bytes, ready for the deal-value-streams topic."""
+        stream = self.value_stream(encoded_events)
+        return None if stream is None else stream.model_dump_json().encode()

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import structlog
-from faust.types import EventT
+from faust.types import EventT, TableT, TopicT
 
 from events import EventRejected, decode, encode
+from projections.rollup import Contribution, add_vectors
 from streams.counts import PipelineCounts
 from streams.settings import Settings
-from streams.value_streams import ValueStreamFolder
+from streams.value_streams import FoldedDeal, ValueStreamFolder
 
-__all__ = ["create_app"]
+__all__ = ["ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
 BATCH_MAX = 2000
@@ -26,6 +28,143 @@ def _raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
         name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
         **options,
     )  # fmt: skip
+
+
+@dataclass
+class ValueStreamPipeline:
+    """The worker's state and what it does with each batch of `touches`.
+
+    Every table is changelog-backed. Writes are idempotent (a deal's events are keyed
+    by event_id; counters count each offset once; roll-ups apply the difference
+    between a deal's old and new contribution), so the replay that follows a crash
+    leaves the state as an uninterrupted run would.
+    """
+
+    folder: ValueStreamFolder
+    dead_letters: TopicT
+    value_streams: TopicT
+    deal_events: TableT[Any, Any]  # deal_id -> {event_id: encoded event}
+    counters: TableT[Any, Any]  # source partition -> PipelineCounts
+    contributions: TableT[Any, Any]  # deal_id -> Contribution
+    rollups: TableT[Any, Any]  # "partition|dimension|value|month" -> vector
+
+    @classmethod
+    def build(cls, app: faust.App, settings: Settings, folder: ValueStreamFolder) -> Any:
+        return cls(
+            folder=folder,
+            dead_letters=_raw_topic(app, settings.dead_letter_topic, retention=None),
+            value_streams=_raw_topic(app, settings.value_streams_topic, compacting=True),
+            deal_events=app.Table("deal-events", default=dict),
+            counters=app.Table("pipeline-counts", default=dict),
+            contributions=app.Table("deal-contributions", default=dict),
+            # Per source partition, so that each key's changelog lives in one partition.
+            rollups=app.Table("rollups", default=dict),
+        )
+
+    async def fold_batch(
+        self, stream: faust.StreamT[bytes], batch: Sequence[EventT[bytes]]
+    ) -> None:
+        """Store, count or dead-letter each message, then fold every touched deal once."""
+        touched: dict[str, EventT[bytes]] = {}
+        for event in batch:
+            # Table writes go to the changelog partition of the current event.
+            stream._set_current_event(event)  # type: ignore[attr-defined]
+            deal_id = await self._take(event)
+            if deal_id is not None:
+                touched[deal_id] = event
+        for deal_id, last_event in sorted(touched.items()):
+            stream._set_current_event(last_event)  # type: ignore[attr-defined]
+            await self._refold(deal_id, last_event.message.partition)
+
+    async def _take(self, event: EventT[bytes]) -> str | None:
+        message = event.message
+        counts = PipelineCounts.from_dict(self.counters[str(message.partition)])
+        try:
+            fact = decode(message.value or b"")
+        except EventRejected as exc:
+            await self._dead_letter(event, str(exc))
+            self.counters[str(message.partition)] = counts.dead_lettered_at(
+                message.offset
+            ).to_dict()
+            return None
+        if fact.deal_id is not None:
+            stored = dict(self.deal_events[fact.deal_id])
+            stored[fact.event_id] = encode(fact).decode()
+            self.deal_events[fact.deal_id] = stored
+        self.counters[str(message.partition)] = counts.processed_at(message.offset).to_dict()
+        return fact.deal_id
+
+    async def _dead_letter(self, event: EventT[bytes], reason: str) -> None:
+        message = event.message
+        headers = {
+            "reason": reason.encode(),
+            "source.topic": message.topic.encode(),
+            "source.partition": str(message.partition).encode(),
+            "source.offset": str(message.offset).encode(),
+        }
+        await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
+        log.warning(
+            "event_dead_lettered", topic=message.topic, partition=message.partition,
+            offset=message.offset, reason=reason,
+        )  # fmt: skip
+
+    async def _refold(self, deal_id: str, partition: int) -> None:
+        try:
+            folded = self.deal(deal_id)
+        except Exception:
+            # The events are stored; the deal's next event folds them again.
+            log.exception("value_stream_failed", deal_id=deal_id)
+            return
+        if folded is not None:
+            self._update_rollups(partition, deal_id, folded.contribution)
+            await self.value_streams.send(key=deal_id.encode(), value=folded.document)
+
+    def _update_rollups(self, partition: int, deal_id: str, new: Contribution) -> None:
+        old: Contribution = self.contributions[deal_id]
+        for key in sorted({*old, *new}):
+            delta = add_vectors(new.get(key, {}), old.get(key, {}), sign=-1)
+            if any(delta.values()):
+                bucket = f"{partition}|{key}"
+                self.rollups[bucket] = add_vectors(self.rollups[bucket], delta)
+        self.contributions[deal_id] = new
+
+    def deal(self, deal_id: str) -> FoldedDeal | None:
+        """One deal's current value stream; None if unknown or not opened yet."""
+        stored = self.deal_events.get(deal_id)
+        return self.folder.fold(stored.values()) if stored else None
+
+    def counts(self) -> PipelineCounts:
+        """consumed / processed / dead-lettered over this worker's partitions."""
+        return PipelineCounts.total(PipelineCounts.from_dict(v) for v in self.counters.values())
+
+    def rollup(self, dimension: str, month: str | None) -> dict[str, dict[str, int]]:
+        """Roll-up vectors of one dimension, by value (and month, unless one is given)."""
+        sums: dict[str, dict[str, int]] = {}
+        for bucket, flat in self.rollups.items():
+            _, found, value, bucket_month = bucket.split("|", 3)
+            if found == dimension and month in {None, bucket_month}:
+                name = value if month else f"{value}|{bucket_month}"
+                sums[name] = add_vectors(sums.get(name, {}), flat)
+        return sums
+
+
+def _register_pages(app: faust.App, pipeline: ValueStreamPipeline) -> None:
+    @app.page("/gemba/counts/")
+    async def counts_page(web: Any, request: Any) -> Any:
+        return web.json(pipeline.counts().summary())
+
+    @app.page("/gemba/rollups/{dimension}/")
+    async def rollups_page(web: Any, request: Any, dimension: str) -> Any:
+        return web.json(pipeline.rollup(dimension, request.query.get("month")))
+
+    @app.page("/gemba/deals/{deal_id}/")
+    @app.table_route(table=pipeline.deal_events, match_info="deal_id")
+    async def deal_page(web: Any, request: Any, deal_id: str) -> Any:
+        folded = pipeline.deal(deal_id)
+        if folded is None:
+            missing = f"no opened deal {deal_id!r} in the worker's state"
+            return web.json({"error": missing}, status=404)
+        return web.bytes(folded.document, content_type="application/json")
 
 
 def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> faust.App:
@@ -44,81 +183,18 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         web_host="127.0.0.1",
         web_port=settings.worker_web_port,
     )
-    folder = folder or ValueStreamFolder.from_settings(settings)
     touches = _raw_topic(app, settings.touches_topic)
-    dead_letters = _raw_topic(app, settings.dead_letter_topic, retention=None)
-    value_streams = _raw_topic(app, settings.value_streams_topic, compacting=True)
-    deal_events = app.Table("deal-events", default=dict)
-    counters = app.Table("pipeline-counts", default=dict)
-
-    async def dead_letter(event: EventT[bytes], reason: str) -> None:
-        message = event.message
-        headers = {
-            "reason": reason.encode(),
-            "source.topic": message.topic.encode(),
-            "source.partition": str(message.partition).encode(),
-            "source.offset": str(message.offset).encode(),
-        }
-        await dead_letters.send(key=message.key, value=message.value, headers=headers)
-        log.warning(
-            "event_dead_lettered", topic=message.topic, partition=message.partition,
-            offset=message.offset, reason=reason,
-        )  # fmt: skip
-
-    async def fold_batch(stream: faust.StreamT[bytes], batch: Sequence[EventT[bytes]]) -> None:
-        touched: set[str] = set()
-        for event in batch:
-            # Table writes go to the changelog partition of the current event.
-            stream._set_current_event(event)  # type: ignore[attr-defined]
-            message = event.message
-            # A replay after a restart is applied again (every update is idempotent,
-            # keyed by event_id) but counted once.
-            counts = PipelineCounts.from_dict(counters[str(message.partition)])
-            try:
-                fact = decode(message.value or b"")
-            except EventRejected as exc:
-                await dead_letter(event, str(exc))
-                counts = counts.dead_lettered_at(message.offset)
-            else:
-                if fact.deal_id is not None:
-                    stored = dict(deal_events[fact.deal_id])
-                    stored[fact.event_id] = encode(fact).decode()
-                    deal_events[fact.deal_id] = stored
-                    touched.add(fact.deal_id)
-                counts = counts.processed_at(message.offset)
-            counters[str(message.partition)] = counts.to_dict()
-        for deal_id in sorted(touched):
-            try:
-                document = folder.fold(deal_events[deal_id].values())
-            except Exception:
-                # The events are stored; the next event of this deal folds them again.
-                log.exception("value_stream_failed", deal_id=deal_id)
-                continue
-            if document is not None:
-                await value_streams.send(key=deal_id.encode(), value=document)
+    pipeline = ValueStreamPipeline.build(
+        app, settings, folder or ValueStreamFolder.from_settings(settings)
+    )
 
     @app.agent(touches, name="fold-touches")
     async def fold_touches(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            await fold_batch(stream, batch)
+        batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S)  # type: ignore[attr-defined]
+        async for batch in batches:
+            await pipeline.fold_batch(stream, batch)
             yield None
 
-    @app.page("/gemba/counts/")
-    async def pipeline_counts(web: Any, request: Any) -> Any:
-        totals = PipelineCounts.total(PipelineCounts.from_dict(v) for v in counters.values())
-        return web.json(totals.summary())
-
-    @app.page("/gemba/deals/{deal_id}/")
-    @app.table_route(table=deal_events, match_info="deal_id")
-    async def deal_page(web: Any, request: Any, deal_id: str) -> Any:
-        stored = deal_events.get(deal_id)
-        document = folder.fold(stored.values()) if stored else None
-        if document is None:
-            return web.json(
-                {"error": f"no opened deal {deal_id!r} in the worker's state"}, status=404
-            )
-        return web.bytes(document, content_type="application/json")
-
-    app.gemba_counters = counters  # type: ignore[attr-defined]
-    app.gemba_deal_events = deal_events  # type: ignore[attr-defined]
+    _register_pages(app, pipeline)
+    app.gemba_pipeline = pipeline  # type: ignore[attr-defined]
     return app

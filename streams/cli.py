@@ -26,6 +26,7 @@ from rich.progress import (
 
 from events import EVENT_TYPES, PublishError, json_schema
 from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
+from projections.rollup import DIMENSIONS
 from streams.broker import broker_status, start_broker, stop_broker
 from streams.errors import GembaError
 from streams.logs import configure_logging
@@ -199,6 +200,27 @@ def deal(ctx: click.Context, deal_id: str, as_json: bool) -> None:
         click.echo(body.decode())
         return
     Console().print(deal_timeline(DealValueStream.model_validate_json(body)))
+
+
+@cli.command()
+@click.argument("dimension", type=click.Choice(DIMENSIONS))
+@click.option("--month", default=None, help="Only this month, YYYY-MM.")
+@click.option("--json", "as_json", is_flag=True, help="Print the roll-ups as JSON.")
+@click.pass_context
+def rollups(ctx: click.Context, dimension: str, month: str | None, as_json: bool) -> None:
+    """Value-stream totals per stage, rep (owner), segment, product or campaign, from state.
+
+    Buckets are months: the month a deal entered the stage (for stage), or the month it
+    opened (for the others). Answers "what is PCE in Proposal this month" without a rescan.
+    """
+    from streams.render import rollup_table
+
+    query = f"?month={urllib.parse.quote(month)}" if month else ""
+    body = _worker_get(_settings(ctx), f"/gemba/rollups/{dimension}/{query}")
+    if as_json:
+        click.echo(body.decode())
+        return
+    Console().print(rollup_table(dimension, month, orjson.loads(body)))
 
 
 def main() -> None:

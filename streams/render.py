@@ -9,11 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 from projections.categories import TouchClass
+from projections.rollup import totals_from_vector
 from projections.totals import Totals
 from projections.touches import Touch
 from projections.value_stream import DealValueStream
 
-__all__ = ["deal_timeline", "minutes"]
+__all__ = ["deal_timeline", "minutes", "rollup_table"]
 
 STYLE = {
     TouchClass.VALUE_ADDED: "green",
@@ -102,3 +103,19 @@ def deal_timeline(stream: DealValueStream) -> RenderableType:
         f"rework {stream.totals.rework}; policy {stream.policy_version}",
     )
     return Group(header, _timeline(stream), _totals(stream))
+
+
+def rollup_table(dimension: str, month: str | None, rows: dict[str, dict[str, int]]) -> Table:
+    """Roll-up totals per value of a dimension, in minutes, with PCE."""
+    title = f"Value stream by {dimension}" + (f", {month}" if month else "") + " (minutes)"
+    table = Table(title=title, title_justify="left")
+    for column in (dimension, "deals", "lead", "VA", "NNVA", "waste", "wait", "rework", "PCE"):
+        table.add_column(column, justify="left" if column == dimension else "right")
+    for name, flat in sorted(rows.items()):
+        totals = totals_from_vector(flat)
+        table.add_row(
+            name.replace("|", "  "), f"{totals.deals:,}", minutes(totals.lead_time),
+            minutes(totals.value_added), minutes(totals.necessary_non_value_added),
+            minutes(totals.waste.total), minutes(totals.wait), f"{totals.rework:,}", _pce(totals),
+        )  # fmt: skip
+    return table

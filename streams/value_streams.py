@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from events import decode
 from projections.errors import DealNotOpened
 from projections.policy import Policy, default_policy, load_policy
+from projections.rollup import Contribution, contributions
 from projections.value_stream import DealValueStream, deal_value_stream
 from streams.settings import Settings
 
-__all__ = ["ValueStreamFolder"]
+__all__ = ["FoldedDeal", "ValueStreamFolder"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,20 @@ class ValueStreamFolder:
         except DealNotOpened:
             return None  # its deal_opened event has not arrived yet
 
-    def fold(self, encoded_events: Iterable[str | bytes]) -> bytes | None:
-        """The value stream as JSON bytes, ready for the deal-value-streams topic."""
-        stream = self.value_stream(encoded_events)
-        return None if stream is None else stream.model_dump_json().encode()
+    def fold(self, encoded_events: Iterable[str | bytes]) -> FoldedDeal | None:
+        """The value stream as JSON bytes and its roll-up contribution; None until opened."""
+        events = [decode(raw) for raw in encoded_events]
+        try:
+            stream = deal_value_stream(events, self.policy)
+        except DealNotOpened:
+            return None  # its deal_opened event has not arrived yet
+        campaigns = [e.campaign_id for e in events if e.campaign_id is not None]
+        return FoldedDeal(stream.model_dump_json().encode(), contributions(stream, campaigns))
+
+
+@dataclass(frozen=True)
+class FoldedDeal:
+    """A deal's value stream, serialised, and what it adds to each roll-up."""
+
+    document: bytes
+    contribution: Contribution

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 import faust
 import structlog
 from faust.types import EventT, TableT, TopicT
 
-from events import EventRejected, decode, encode
+from events import EventBase, EventRejected, decode, encode
 from projections.rollup import Contribution, add_vectors
+from projections.value_stream import DealValueStream
 from streams.counts import PipelineCounts
 from streams.settings import Settings
 from streams.value_streams import FoldedDeal, ValueStreamFolder
 
-__all__ = ["ValueStreamPipeline", "create_app"]
+__all__ = ["FoldObserver", "ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
 BATCH_MAX = 2000
@@ -28,6 +30,16 @@ def _raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
         name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
         **options,
     )  # fmt: skip
+
+
+class FoldObserver(Protocol):
+    """Something that reacts to folded deals and to event time moving on (e.g. stall alerts)."""
+
+    async def deal_folded(self, partition: int, stream: DealValueStream) -> None:
+        """A deal's value stream changed (called with the deal's event as current event)."""
+
+    async def batch_done(self, watermark: datetime | None) -> None:
+        """A batch was taken; `watermark` is the latest event time in it (None if none)."""
 
 
 @dataclass
@@ -47,6 +59,7 @@ class ValueStreamPipeline:
     counters: TableT[Any, Any]  # source partition -> PipelineCounts
     contributions: TableT[Any, Any]  # deal_id -> Contribution
     rollups: TableT[Any, Any]  # "partition|dimension|value|month" -> vector
+    observers: list[FoldObserver] = field(default_factory=list)
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, folder: ValueStreamFolder) -> Any:
@@ -66,17 +79,23 @@ class ValueStreamPipeline:
     ) -> None:
         """Store, count or dead-letter each message, then fold every touched deal once."""
         touched: dict[str, EventT[bytes]] = {}
+        watermark: datetime | None = None
         for event in batch:
             # Table writes go to the changelog partition of the current event.
             stream._set_current_event(event)  # type: ignore[attr-defined]
-            deal_id = await self._take(event)
-            if deal_id is not None:
-                touched[deal_id] = event
+            fact = await self._take(event)
+            if fact is None:
+                continue
+            watermark = max(watermark or fact.occurred_at, fact.occurred_at)
+            if fact.deal_id is not None:
+                touched[fact.deal_id] = event
         for deal_id, last_event in sorted(touched.items()):
             stream._set_current_event(last_event)  # type: ignore[attr-defined]
             await self._refold(deal_id, last_event.message.partition)
+        for observer in self.observers:
+            await observer.batch_done(watermark)
 
-    async def _take(self, event: EventT[bytes]) -> str | None:
+    async def _take(self, event: EventT[bytes]) -> EventBase | None:
         message = event.message
         counts = PipelineCounts.from_dict(self.counters[str(message.partition)])
         try:
@@ -92,7 +111,7 @@ class ValueStreamPipeline:
             stored[fact.event_id] = encode(fact).decode()
             self.deal_events[fact.deal_id] = stored
         self.counters[str(message.partition)] = counts.processed_at(message.offset).to_dict()
-        return fact.deal_id
+        return fact
 
     async def _dead_letter(self, event: EventT[bytes], reason: str) -> None:
         message = event.message
@@ -118,6 +137,8 @@ class ValueStreamPipeline:
         if folded is not None:
             self._update_rollups(partition, deal_id, folded.contribution)
             await self.value_streams.send(key=deal_id.encode(), value=folded.document)
+            for observer in self.observers:
+                await observer.deal_folded(partition, folded.stream)
 
     def _update_rollups(self, partition: int, deal_id: str, new: Contribution) -> None:
         old: Contribution = self.contributions[deal_id]

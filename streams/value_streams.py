@@ -43,12 +43,15 @@ class ValueStreamFolder:
         except DealNotOpened:
             return None  # its deal_opened event has not arrived yet
         campaigns = [e.campaign_id for e in events if e.campaign_id is not None]
-        return FoldedDeal(stream.model_dump_json().encode(), contributions(stream, campaigns))
+        return FoldedDeal(
+            stream, stream.model_dump_json().encode(), contributions(stream, campaigns)
+        )
 
 
 @dataclass(frozen=True)
 class FoldedDeal:
     """A deal's value stream, serialised, and what it adds to each roll-up."""
 
+    stream: DealValueStream
     document: bytes
     contribution: Contribution

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -12,8 +15,9 @@ import structlog
 from faust.types import EventT, TableT, TopicT
 
 from events import EventBase, EventRejected, decode, encode
-from projections.rollup import Contribution, add_vectors
+from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
+from streams.alerts import attach_stall_alerts
 from streams.counts import PipelineCounts
 from streams.settings import Settings
 from streams.value_streams import FoldedDeal, ValueStreamFolder
@@ -21,8 +25,12 @@ from streams.value_streams import FoldedDeal, ValueStreamFolder
 __all__ = ["FoldObserver", "ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
-BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.5
+BATCH_MAX = 5000
+BATCH_TIMER_S = 0.1
+BATCH_QUIET_S = 0.2
+BATCH_MAX_AGE_S = 2.0
+DECODED_DEALS = 20_000
+"""Deals whose events are kept decoded in memory (the rest are decoded when refolded)."""
 
 
 def _raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
@@ -44,7 +52,11 @@ class FoldObserver(Protocol):
 
 @dataclass
 class ValueStreamPipeline:
-    """The worker's state and what it does with each batch of `touches`.
+    """The worker's state and what it does with each message of `touches`.
+
+    Messages are taken one by one (stored, counted or dead-lettered) and folded in
+    batches: each touched deal once per batch of up to BATCH_MAX messages, or when
+    the stream has been quiet for BATCH_QUIET_S, or after BATCH_MAX_AGE_S.
 
     Every table is changelog-backed. Writes are idempotent (a deal's events are keyed
     by event_id; counters count each offset once; roll-ups apply the difference
@@ -58,8 +70,17 @@ class ValueStreamPipeline:
     deal_events: TableT[Any, Any]  # deal_id -> {event_id: encoded event}
     counters: TableT[Any, Any]  # source partition -> PipelineCounts
     contributions: TableT[Any, Any]  # deal_id -> Contribution
-    rollups: TableT[Any, Any]  # "partition|dimension|value|month" -> vector
     observers: list[FoldObserver] = field(default_factory=list)
+    _pending: list[EventT[bytes]] = field(default_factory=list)
+    _touched: dict[str, EventT[bytes]] = field(default_factory=dict)
+    _watermark: datetime | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _last_taken: float = 0.0
+    _first_pending: float = 0.0
+    _decoded: OrderedDict[str, dict[str, EventBase]] = field(default_factory=OrderedDict)
+    _counts: dict[int, PipelineCounts] = field(default_factory=dict)
+    _count_events: dict[int, EventT[bytes]] = field(default_factory=dict)
+    _rollups: dict[RollupKey, dict[str, int]] | None = None
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, folder: ValueStreamFolder) -> Any:
@@ -70,48 +91,84 @@ class ValueStreamPipeline:
             deal_events=app.Table("deal-events", default=dict),
             counters=app.Table("pipeline-counts", default=dict),
             contributions=app.Table("deal-contributions", default=dict),
-            # Per source partition, so that each key's changelog lives in one partition.
-            rollups=app.Table("rollups", default=dict),
         )
 
-    async def fold_batch(
-        self, stream: faust.StreamT[bytes], batch: Sequence[EventT[bytes]]
-    ) -> None:
-        """Store, count or dead-letter each message, then fold every touched deal once."""
-        touched: dict[str, EventT[bytes]] = {}
-        watermark: datetime | None = None
-        for event in batch:
+    async def take(self, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
+        """Store, count or dead-letter one message; fold once enough have gathered."""
+        async with self._lock:
             # Table writes go to the changelog partition of the current event.
             stream._set_current_event(event)  # type: ignore[attr-defined]
             fact = await self._take(event)
-            if fact is None:
-                continue
-            watermark = max(watermark or fact.occurred_at, fact.occurred_at)
-            if fact.deal_id is not None:
-                touched[fact.deal_id] = event
-        for deal_id, last_event in sorted(touched.items()):
+            self._last_taken = time.monotonic()
+            if not self._pending:
+                self._first_pending = self._last_taken
+            self._pending.append(event)
+            if fact is not None:
+                self._watermark = max(self._watermark or fact.occurred_at, fact.occurred_at)
+                if fact.deal_id is not None:
+                    self._touched[fact.deal_id] = event
+            if len(self._pending) >= BATCH_MAX:
+                await self._flush(stream)
+
+    async def flush_if_due(self, stream: faust.StreamT[bytes]) -> None:
+        """Fold what has gathered once the stream goes quiet or the batch grows old.
+
+        Called by a timer, so quiet periods are not held back; while messages pour in
+        (catching up on history) batches grow, and each deal is folded fewer times.
+        """
+        async with self._lock:
+            now = time.monotonic()
+            quiet = now - self._last_taken >= BATCH_QUIET_S
+            old = now - self._first_pending >= BATCH_MAX_AGE_S
+            if self._pending and (quiet or old):
+                await self._flush(stream)
+
+    async def _flush(self, stream: faust.StreamT[bytes]) -> None:
+        """Fold every touched deal once, tell the observers, then ack the messages.
+
+        Acking only after the fold means a crash replays the unfolded messages: the
+        pipeline is at-least-once end to end, and every write is idempotent.
+        """
+        for deal_id, last_event in sorted(self._touched.items()):
             stream._set_current_event(last_event)  # type: ignore[attr-defined]
             await self._refold(deal_id, last_event.message.partition)
+        self._save_counts(stream)
         for observer in self.observers:
-            await observer.batch_done(watermark)
+            await observer.batch_done(self._watermark)
+        for event in self._pending:
+            await stream.ack(event)
+        self._pending, self._touched, self._watermark = [], {}, None
 
     async def _take(self, event: EventT[bytes]) -> EventBase | None:
         message = event.message
-        counts = PipelineCounts.from_dict(self.counters[str(message.partition)])
+        counts = self._partition_counts(message.partition)
+        self._count_events[message.partition] = event
         try:
             fact = decode(message.value or b"")
         except EventRejected as exc:
             await self._dead_letter(event, str(exc))
-            self.counters[str(message.partition)] = counts.dead_lettered_at(
-                message.offset
-            ).to_dict()
+            self._counts[message.partition] = counts.dead_lettered_at(message.offset)
             return None
         if fact.deal_id is not None:
             stored = dict(self.deal_events[fact.deal_id])
             stored[fact.event_id] = encode(fact).decode()
             self.deal_events[fact.deal_id] = stored
-        self.counters[str(message.partition)] = counts.processed_at(message.offset).to_dict()
+            if fact.deal_id in self._decoded:
+                self._decoded[fact.deal_id][fact.event_id] = fact
+        self._counts[message.partition] = counts.processed_at(message.offset)
         return fact
+
+    def _partition_counts(self, partition: int) -> PipelineCounts:
+        if partition not in self._counts:
+            self._counts[partition] = PipelineCounts.from_dict(self.counters[str(partition)])
+        return self._counts[partition]
+
+    def _save_counts(self, stream: faust.StreamT[bytes]) -> None:
+        """Write each partition's counters once per batch, to that partition's changelog."""
+        for partition, event in self._count_events.items():
+            stream._set_current_event(event)  # type: ignore[attr-defined]
+            self.counters[str(partition)] = self._counts[partition].to_dict()
+        self._count_events = {}
 
     async def _dead_letter(self, event: EventT[bytes], reason: str) -> None:
         message = event.message
@@ -135,34 +192,61 @@ class ValueStreamPipeline:
             log.exception("value_stream_failed", deal_id=deal_id)
             return
         if folded is not None:
-            self._update_rollups(partition, deal_id, folded.contribution)
+            self._update_rollups(deal_id, folded.contribution)
             await self.value_streams.send(key=deal_id.encode(), value=folded.document)
             for observer in self.observers:
                 await observer.deal_folded(partition, folded.stream)
 
-    def _update_rollups(self, partition: int, deal_id: str, new: Contribution) -> None:
+    def _update_rollups(self, deal_id: str, new: Contribution) -> None:
+        """Keep the deal's contribution (durable) and apply the change to the roll-ups."""
+        rollups = self._all_rollups()
         old: Contribution = self.contributions[deal_id]
-        for key in sorted({*old, *new}):
-            delta = add_vectors(new.get(key, {}), old.get(key, {}), sign=-1)
-            if any(delta.values()):
-                bucket = f"{partition}|{key}"
-                self.rollups[bucket] = add_vectors(self.rollups[bucket], delta)
+        for key in {*old, *new}:
+            rollups[key] = add_vectors(rollups.get(key, {}), new.get(key, {}))
+            rollups[key] = add_vectors(rollups[key], old.get(key, {}), sign=-1)
         self.contributions[deal_id] = new
+
+    def _all_rollups(self) -> dict[RollupKey, dict[str, int]]:
+        """Roll-ups live in memory, summed once from the durable per-deal contributions
+        (after recovery) and then kept current by differences."""
+        if self._rollups is None:
+            self._rollups = {}
+            for contribution in self.contributions.values():
+                for key, flat in contribution.items():
+                    self._rollups[key] = add_vectors(self._rollups.get(key, {}), flat)
+        return self._rollups
 
     def deal(self, deal_id: str) -> FoldedDeal | None:
         """One deal's current value stream; None if unknown or not opened yet."""
-        stored = self.deal_events.get(deal_id)
-        return self.folder.fold(stored.values()) if stored else None
+        facts = self.deal_facts(deal_id)
+        return self.folder.fold_events(facts) if facts else None
+
+    def deal_facts(self, deal_id: str) -> list[EventBase]:
+        """The deal's stored events, decoded (kept decoded for the most recent deals)."""
+        stored = self.deal_events.get(deal_id) or {}
+        decoded = self._decoded.get(deal_id)
+        if decoded is None or len(decoded) != len(stored):
+            decoded = {event_id: decode(raw) for event_id, raw in stored.items()}
+        self._decoded[deal_id] = decoded
+        self._decoded.move_to_end(deal_id)
+        while len(self._decoded) > DECODED_DEALS:
+            self._decoded.popitem(last=False)
+        return list(decoded.values())
+
+    def counts_by_partition(self) -> dict[str, PipelineCounts]:
+        """Counters per source partition, including the batch not yet folded."""
+        saved = {k: PipelineCounts.from_dict(v) for k, v in self.counters.items()}
+        return saved | {str(k): v for k, v in self._counts.items()}
 
     def counts(self) -> PipelineCounts:
         """consumed / processed / dead-lettered over this worker's partitions."""
-        return PipelineCounts.total(PipelineCounts.from_dict(v) for v in self.counters.values())
+        return PipelineCounts.total(self.counts_by_partition().values())
 
     def rollup(self, dimension: str, month: str | None) -> dict[str, dict[str, int]]:
         """Roll-up vectors of one dimension, by value (and month, unless one is given)."""
         sums: dict[str, dict[str, int]] = {}
-        for bucket, flat in self.rollups.items():
-            _, found, value, bucket_month = bucket.split("|", 3)
+        for key, flat in self._all_rollups().items():
+            found, value, bucket_month = key.split("|", 2)
             if found == dimension and month in {None, bucket_month}:
                 name = value if month else f"{value}|{bucket_month}"
                 sums[name] = add_vectors(sums.get(name, {}), flat)
@@ -172,7 +256,15 @@ class ValueStreamPipeline:
 def _register_pages(app: faust.App, pipeline: ValueStreamPipeline) -> None:
     @app.page("/gemba/counts/")
     async def counts_page(web: Any, request: Any) -> Any:
-        return web.json(pipeline.counts().summary())
+        by_partition = pipeline.counts_by_partition()
+        return web.json(
+            pipeline.counts().summary()
+            | {
+                "partitions": {
+                    k: v.summary() | v.to_dict() for k, v in sorted(by_partition.items())
+                }
+            }
+        )
 
     @app.page("/gemba/rollups/{dimension}/")
     async def rollups_page(web: Any, request: Any, dimension: str) -> Any:
@@ -209,13 +301,25 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         app, settings, folder or ValueStreamFolder.from_settings(settings)
     )
 
+    streams: list[faust.StreamT[bytes]] = []
+
     @app.agent(touches, name="fold-touches")
     async def fold_touches(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S)  # type: ignore[attr-defined]
-        async for batch in batches:
-            await pipeline.fold_batch(stream, batch)
+        # Acks are manual: a message is acked once its deal has been folded.
+        # (Faust's take_events() pairs buffered values with the stream's *current*
+        # event, which can belong to another message: it lost messages here.)
+        stream.enable_acks = False
+        streams[:] = [stream]
+        async for event in stream.events():
+            await pipeline.take(stream, event)
             yield None
+
+    @app.timer(BATCH_TIMER_S)  # type: ignore[untyped-decorator]
+    async def fold_quiet_deals() -> None:
+        for stream in streams:
+            await pipeline.flush_if_due(stream)
 
     _register_pages(app, pipeline)
     app.gemba_pipeline = pipeline  # type: ignore[attr-defined]
+    attach_stall_alerts(app, pipeline, settings)
     return app

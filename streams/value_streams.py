@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from events import decode
+from events import EventBase, decode
 from projections.errors import DealNotOpened
 from projections.policy import Policy, default_policy, load_policy
 from projections.rollup import Contribution, contributions
@@ -37,7 +37,10 @@ class ValueStreamFolder:
 
     def fold(self, encoded_events: Iterable[str | bytes]) -> FoldedDeal | None:
         """The value stream as JSON bytes and its roll-up contribution; None until opened."""
-        events = [decode(raw) for raw in encoded_events]
+        return self.fold_events([decode(raw) for raw in encoded_events])
+
+    def fold_events(self, events: list[EventBase]) -> FoldedDeal | None:
+        """Like `fold`, for events already decoded."""
         try:
             stream = deal_value_stream(events, self.policy)
         except DealNotOpened:

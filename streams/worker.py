@@ -12,19 +12,33 @@ from streams.settings import Settings
 __all__ = ["ensure_topics", "run_worker"]
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the event log and dead-letter topics (infinite retention) if missing."""
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+def ensure_topics(settings: Settings, app: faust.App | None = None) -> None:
+    """Create every topic the worker uses, before it starts, if missing.
+
+    The event log and dead letters keep everything; the value streams and the
+    tables' changelogs are compacted. Creating the changelogs here, rather than
+    letting Faust declare them at start-up, avoids a race on a fresh broker in
+    which a table is first written before its changelog's metadata is known.
+    """
+    servers, partitions = settings.bootstrap_servers, settings.topic_partitions
     for topic in (settings.touches_topic, settings.dead_letter_topic):
-        ensure_topic(settings.bootstrap_servers, topic, settings.topic_partitions)
+        ensure_topic(servers, topic, partitions)
+    ensure_topic(servers, settings.value_streams_topic, partitions, COMPACTED)
+    for table in (app.tables.values() if app is not None else ()):
+        ensure_topic(servers, table.changelog_topic.get_topic_name(), partitions, COMPACTED)
 
 
 def run_worker(settings: Settings, app: faust.App | None = None) -> None:
     """Start the worker and block until it is stopped (SIGTERM or Ctrl-C)."""
     check_reachable(settings.bootstrap_servers)
-    ensure_topics(settings)
+    app = app or create_app(settings)
+    ensure_topics(settings, app)
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(
-        app or create_app(settings),
+        app,
         loglevel=settings.log_level,
         quiet=True,
         override_logging=False,

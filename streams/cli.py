@@ -28,6 +28,7 @@ from events import EVENT_TYPES, PublishError, json_schema
 from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
 from projections.rollup import DIMENSIONS
 from streams.broker import broker_status, start_broker, stop_broker
+from streams.cli_simulate import simulate
 from streams.errors import GembaError
 from streams.logs import configure_logging
 from streams.settings import Settings
@@ -221,6 +222,51 @@ def rollups(ctx: click.Context, dimension: str, month: str | None, as_json: bool
         click.echo(body.decode())
         return
     Console().print(rollup_table(dimension, month, orjson.loads(body)))
+
+
+@cli.command()
+@click.option("--stop", is_flag=True, help="Stop a running demo and what it started.")
+@click.option("--fresh", is_flag=True, help="Wipe the local broker, worker and demo state first.")
+@click.option("--seed", default=42, show_default=True, help="Simulation seed.")
+@click.option("--deals", default=1500, show_default=True, help="Deals in the simulated history.")
+@click.option("--accounts", default=400, show_default=True)
+@click.option("--months", default=6, show_default=True, help="Months of simulated history.")
+@click.option(
+    "--speed", default=8640.0, show_default=True,
+    help="Live stream: simulated seconds per real second (8640 = a day every 10 s).",
+)  # fmt: skip
+@click.option(
+    "--live-seconds", type=float, default=None,
+    help="Stop the live stream after this many seconds (default: run until stopped).",
+)  # fmt: skip
+@click.pass_context
+def demo(
+    ctx: click.Context, stop: bool, fresh: bool, seed: int, deals: int, accounts: int,
+    months: int, speed: float, live_seconds: float | None,
+) -> None:  # fmt: skip
+    """The main job: local broker, worker, months of simulated history, then a live stream.
+
+    Safe to re-run: it reuses what is running and loads the same history only once.
+    Ctrl-C (or `gemba demo --stop`) stops everything it started and nothing else.
+    """
+    from streams.demo import DemoOptions, run_demo, stop_demo
+    from streams.simulator import SimulationConfig, SimulatorError
+
+    settings = _settings(ctx)
+    if stop:
+        stop_demo(settings, say=click.echo)
+        return
+    try:
+        simulation = SimulationConfig(seed=seed, deals=deals, accounts=accounts, months=months)
+    except SimulatorError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if speed <= 0:
+        raise click.BadParameter("--speed must be positive")
+    options = DemoOptions(simulation, speed=speed, live_seconds=live_seconds, fresh=fresh)
+    run_demo(settings, options, Console())
+
+
+cli.add_command(simulate)
 
 
 def main() -> None:

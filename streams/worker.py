@@ -27,7 +27,7 @@ def ensure_topics(settings: Settings, app: faust.App | None = None) -> None:
     for topic in (settings.touches_topic, settings.dead_letter_topic):
         ensure_topic(servers, topic, partitions)
     ensure_topic(servers, settings.value_streams_topic, partitions, COMPACTED)
-    for table in (app.tables.values() if app is not None else ()):
+    for table in app.tables.values() if app is not None else ():
         ensure_topic(servers, table.changelog_topic.get_topic_name(), partitions, COMPACTED)
 
 

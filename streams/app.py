@@ -74,6 +74,7 @@ class ValueStreamPipeline:
     _pending: list[EventT[bytes]] = field(default_factory=list)
     _touched: dict[str, EventT[bytes]] = field(default_factory=dict)
     _watermark: datetime | None = None
+    latest_event_time: datetime | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last_taken: float = 0.0
     _first_pending: float = 0.0
@@ -105,6 +106,9 @@ class ValueStreamPipeline:
             self._pending.append(event)
             if fact is not None:
                 self._watermark = max(self._watermark or fact.occurred_at, fact.occurred_at)
+                self.latest_event_time = max(
+                    self.latest_event_time or fact.occurred_at, fact.occurred_at
+                )
                 if fact.deal_id is not None:
                     self._touched[fact.deal_id] = event
             if len(self._pending) >= BATCH_MAX:
@@ -216,10 +220,12 @@ class ValueStreamPipeline:
                     self._rollups[key] = add_vectors(self._rollups.get(key, {}), flat)
         return self._rollups
 
-    def deal(self, deal_id: str) -> FoldedDeal | None:
-        """One deal's current value stream; None if unknown or not opened yet."""
+    def deal(self, deal_id: str, *, now: bool = False) -> FoldedDeal | None:
+        """One deal's value stream as of its own latest event (what is published), or with
+        `now`, as of the latest event time the worker has seen (an open deal's "now")."""
         facts = self.deal_facts(deal_id)
-        return self.folder.fold_events(facts) if facts else None
+        watermark = self.latest_event_time if now else None
+        return self.folder.fold_events(facts, watermark) if facts else None
 
     def deal_facts(self, deal_id: str) -> list[EventBase]:
         """The deal's stored events, decoded (kept decoded for the most recent deals)."""
@@ -273,7 +279,7 @@ def _register_pages(app: faust.App, pipeline: ValueStreamPipeline) -> None:
     @app.page("/gemba/deals/{deal_id}/")
     @app.table_route(table=pipeline.deal_events, match_info="deal_id")
     async def deal_page(web: Any, request: Any, deal_id: str) -> Any:
-        folded = pipeline.deal(deal_id)
+        folded = pipeline.deal(deal_id, now=True)
         if folded is None:
             missing = f"no opened deal {deal_id!r} in the worker's state"
             return web.json({"error": missing}, status=404)

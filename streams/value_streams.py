@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from events import EventBase, decode
 from projections.errors import DealNotOpened
@@ -39,10 +40,14 @@ class ValueStreamFolder:
         """The value stream as JSON bytes and its roll-up contribution; None until opened."""
         return self.fold_events([decode(raw) for raw in encoded_events])
 
-    def fold_events(self, events: list[EventBase]) -> FoldedDeal | None:
-        """Like `fold`, for events already decoded."""
+    def fold_events(
+        self, events: list[EventBase], watermark: datetime | None = None
+    ) -> FoldedDeal | None:
+        """Like `fold`, for events already decoded; as of `watermark` if given."""
+        if watermark is not None:
+            watermark = max([watermark, *(event.occurred_at for event in events)])
         try:
-            stream = deal_value_stream(events, self.policy)
+            stream = deal_value_stream(events, self.policy, watermark)
         except DealNotOpened:
             return None  # its deal_opened event has not arrived yet
         campaigns = [e.campaign_id for e in events if e.campaign_id is not None]

@@ -17,6 +17,7 @@ from faust.types import EventT, TableT, TopicT
 from events import EventBase, EventRejected, decode, encode
 from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
+from streams.alerts import attach_stall_alerts
 from streams.counts import PipelineCounts
 from streams.settings import Settings
 from streams.value_streams import FoldedDeal, ValueStreamFolder
@@ -326,4 +327,5 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
 
     _register_pages(app, pipeline)
     app.gemba_pipeline = pipeline  # type: ignore[attr-defined]
+    attach_stall_alerts(app, pipeline, settings)
     return app

@@ -28,6 +28,7 @@ from events import EVENT_TYPES, PublishError, json_schema
 from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
 from projections.rollup import DIMENSIONS
 from streams.broker import broker_status, start_broker, stop_broker
+from streams.cli_alerts import register as register_alerts
 from streams.cli_simulate import simulate
 from streams.errors import GembaError
 from streams.logs import configure_logging
@@ -267,6 +268,7 @@ def demo(
 
 
 cli.add_command(simulate)
+register_alerts(cli)
 
 
 def main() -> None:

@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    alert_clock: Literal["event", "live"] = Field(
+        default="live",
+        description="Stall alerts: 'live' also advances event time with the wall clock while "
+        "no events arrive; 'event' uses event time only (replays give the same alerts).",
+    )
+    alert_tick_s: float = Field(default=0.2, gt=0, description="Live alert clock's tick.")
+    alert_webhook_url: str | None = Field(
+        default=None, description="POST each alert here (Slack-compatible); unset: no delivery."
+    )
+    alert_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    alert_webhook_retry_s: float = Field(default=0.5, gt=0, description="First retry delay.")
+    alert_webhook_retry_max_s: float = Field(default=60.0, gt=0, description="Longest delay.")
+
     @field_validator("broker_host")
     @classmethod
     def _loopback_only(cls, host: str) -> str:
@@ -89,3 +102,21 @@ class Settings(BaseSettings):
     def kafka_libs_dir(self) -> Path:
         """Cache of the broker's jars, resolved by Maven once per Kafka version."""
         return self.state_dir / "kafka" / self.kafka_version / "libs"
+
+    # The history archive (streams/sink.py, projections/history_db.py, docs/history.md).
+    duckdb_path: Path | None = Field(
+        default=None, description="The history archive (DuckDB file); state_dir/gemba.duckdb."
+    )
+    history_sink: bool = Field(
+        default=True,
+        description="The worker archives every event, dead letter and alert into DuckDB; "
+        "exactly one process may write the file.",
+    )
+    duckdb_busy_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long readers wait while the sink holds the file."
+    )
+
+    @property
+    def history_db_path(self) -> Path:
+        """The history archive's DuckDB file."""
+        return self.duckdb_path or self.state_dir / "gemba.duckdb"

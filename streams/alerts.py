@@ -1,0 +1,395 @@
+"""Stalled-deal alerts in the worker: episode state per deal, due times, clocks, `deal-alerts`."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+import structlog
+from faust.types import TableT, TopicT
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import decode
+from projections.alerts import (
+    AlertLedger,
+    ClosedDeal,
+    StallAlert,
+    StallCheck,
+    StallThresholds,
+    check_stalls,
+    stall_alert_quality,
+    won_stage_times,
+)
+from projections.policy import Policy
+from projections.value_stream import DealValueStream, deal_value_stream
+from streams.settings import Settings
+from streams.webhook import attach_webhook_sender
+
+if TYPE_CHECKING:
+    from streams.app import ValueStreamPipeline
+
+__all__ = [
+    "ALERT_STATE_TABLE",
+    "DealAlertState",
+    "PartitionClock",
+    "StallAlertEngine",
+    "alerts_topic",
+    "attach_stall_alerts",
+]
+
+log = structlog.get_logger("gemba.alerts")
+ALERT_STATE_TABLE = "deal-alert-state"
+NO_OPEN_EPISODE = b'"open":{}'
+STILL_OPEN = b'"outcome":null'
+ALERT_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Alerts are events too: kept, so that replays and audits can compare them."""
+
+
+class DealAlertState(BaseModel):
+    """What the worker keeps per deal for alerting (a changelog-backed table value, JSON bytes).
+
+    `partition` is the deal's partition of `touches`, which is also the changelog
+    partition of this value; `due_at` is when the deal must be looked at again
+    (None: only its next event can change anything); `checked_at` the watermark it
+    was last looked at, from which a restarted worker restores its clocks.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    partition: int
+    account_id: str
+    ledger: AlertLedger = AlertLedger()
+    due_at: datetime | None = None
+    checked_at: datetime | None = None
+    outcome: ClosedDeal | None = None
+    won_stage_times: dict[str, timedelta] = Field(default_factory=dict)
+
+
+@dataclass
+class PartitionClock:
+    """Event time of one partition of `touches` and the watermark its deals are checked at.
+
+    Each partition keeps its own clock: a deal's events all come through one
+    partition, in order, so a deal is never judged against event time that its
+    own partition has not reached; that is what makes replays give the same
+    alerts, however the partitions interleave. In live mode `tick` moves the
+    watermark on with the wall clock since the partition's event time last moved.
+    """
+
+    event_time: datetime | None = None
+    watermark: datetime | None = None
+    arrived: float = 0.0
+    """Monotonic wall-clock seconds when `event_time` last moved on."""
+
+    def saw(self, event_time: datetime, now: float) -> None:
+        """Event time `event_time` was seen at wall-clock `now`."""
+        if self.event_time is None or event_time > self.event_time:
+            self.event_time, self.arrived = event_time, now
+        self._raise_to(event_time)
+
+    def tick(self, now: float) -> None:
+        """Live mode: event time runs on with the wall clock while no later event arrives."""
+        if self.event_time is not None:
+            silence = timedelta(seconds=max(now - self.arrived, 0.0))
+            self._raise_to(self.event_time + silence)
+
+    def _raise_to(self, moment: datetime) -> None:
+        if self.watermark is None or moment > self.watermark:
+            self.watermark = moment
+
+
+class WonDealLearner:
+    """Stall thresholds learned from the won deals in this worker's state (if the policy learns).
+
+    Recomputed at batch boundaries only, so one batch sees one set of thresholds.
+    Learned thresholds depend on which won deals this worker has folded: with
+    learning on, a replay gives the same alerts only where the thresholds agree.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.thresholds = StallThresholds(policy)
+        self._times: dict[str, dict[str, timedelta]] = {}
+        self._changed = False
+
+    def add(self, deal_id: str, times: dict[str, timedelta]) -> None:
+        """A won deal's time per stage."""
+        if self.policy.stall.learn_from_history and times and self._times.get(deal_id) != times:
+            self._times[deal_id] = times
+            self._changed = True
+
+    def refresh(self) -> None:
+        """Recompute the thresholds if won deals came in since the last time."""
+        if not self._changed:
+            return
+        samples: defaultdict[str, list[timedelta]] = defaultdict(list)
+        for times in self._times.values():
+            for stage, time_in_stage in times.items():
+                samples[stage].append(time_in_stage)
+        self.thresholds = StallThresholds.learn(self.policy, samples)
+        self._changed = False
+
+
+class StallAlertEngine:
+    """A FoldObserver that turns stall episodes into alerts on `deal-alerts`, each exactly once.
+
+    - `deal_folded`: the pipeline refolded a deal (as of its latest event): check it,
+      emit what is new, keep its ledger and its next due time.
+    - `batch_done` (event time moved) and `tick` (live mode, wall clock): every deal
+      whose due time the watermark of its partition has passed is refolded as of that
+      watermark and checked again: it has crossed its threshold (deal-stalled), or a
+      touch at the very instant of its latest event ended its episode (deal-unstalled).
+    Table writes carry the deal's partition explicitly (`send_changelog` plus the local
+    store), because timers run outside stream iteration, with no current event. An
+    asyncio lock keeps the agent and the timer from checking the same deal at once.
+    Alerts go out before the state that records them: a crash in between repeats an
+    alert (same `alert_id`, which the webhook sender skips), never loses one.
+    With the event clock, the same log gives the same alerts, whatever the batches
+    and restarts, as long as each partition's events come in event-time order; an
+    event that comes late may disprove an alerted episode (closed as `withdrawn`).
+    """
+
+    def __init__(
+        self,
+        pipeline: ValueStreamPipeline,
+        table: TableT[Any, Any],
+        topic: TopicT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pipeline = pipeline
+        self.table = table
+        self.topic = topic
+        self.policy: Policy = pipeline.folder.policy
+        self.clocks: dict[int, PartitionClock] = defaultdict(PartitionClock)
+        self.learner = WonDealLearner(self.policy)
+        self.alerts_sent = 0
+        self._now = clock
+        self._due: defaultdict[int, list[tuple[datetime, str]]] = defaultdict(list)
+        self._lock = asyncio.Lock()
+
+    async def deal_folded(self, partition: int, stream: DealValueStream) -> None:
+        """Check a refolded deal at its own latest event; see the class docstring."""
+        async with self._lock:
+            self.clocks[partition].saw(stream.as_of, self._now())
+            state = self._state_for(stream.deal_id, partition)
+            check = check_stalls(stream, state.account_id, self.learner.thresholds, state.ledger)
+            # A touch starting at the stream's very watermark is not in it yet; if it is a
+            # value-added one it ends the episode, so a stalled deal is looked at again
+            # as soon as the watermark passes its latest event.
+            due = stream.as_of if check.stalled else check.due_at
+            await self._settle(stream.deal_id, state, check, due, stream)
+
+    async def batch_done(self, watermark: datetime | None) -> None:
+        """Event time moved on: fire what is due (each partition by its own clock)."""
+        self.learner.refresh()
+        async with self._lock:
+            for partition in list(self._due):
+                await self._fire_due(partition)
+
+    async def tick(self) -> None:
+        """Live mode: move every partition's watermark on with the wall clock, fire what is due."""
+        now = self._now()
+        async with self._lock:
+            for partition, clock in list(self.clocks.items()):
+                clock.tick(now)
+                await self._fire_due(partition)
+
+    async def rebuild(self) -> None:
+        """After recovery: due times, clocks and won deals from the table (this worker's part)."""
+        async with self._lock:
+            self._due.clear()
+            now = self._now()
+            for deal_id, raw in list(self.table.data.items()):
+                stored = orjson.loads(raw)
+                partition = int(stored["partition"])
+                if stored["checked_at"]:
+                    self.clocks[partition].saw(datetime.fromisoformat(stored["checked_at"]), now)
+                if stored["due_at"]:
+                    due = datetime.fromisoformat(stored["due_at"])
+                    self._due[partition].append((due, deal_id))
+                if stored["won_stage_times"]:
+                    self.learner.add(deal_id, DealAlertState.model_validate(stored).won_stage_times)
+            for heap in self._due.values():
+                heapq.heapify(heap)
+            self.learner.refresh()
+        log.info(
+            "stall_alerts_recovered",
+            deals=len(self.table.data),
+            due=sum(len(heap) for heap in self._due.values()),
+        )
+
+    def open_episodes(self) -> dict[str, Any]:
+        """Open stall episodes in this worker's state (their deal-stalled alerts), oldest first."""
+        alerts = [
+            alert
+            for raw in self.table.data.values()
+            if NO_OPEN_EPISODE not in raw
+            for alert in orjson.loads(raw)["ledger"]["open"].values()
+        ]
+        alerts.sort(
+            key=lambda alert: (datetime.fromisoformat(alert["stalled_at"]), alert["deal_id"])
+        )
+        watermarks = {
+            str(partition): clock.watermark.isoformat()
+            for partition, clock in sorted(self.clocks.items())
+            if clock.watermark is not None
+        }
+        return {"watermarks": watermarks, "open": alerts}
+
+    def quality(self) -> dict[str, Any]:
+        """Alert precision per stage over the closed deals in this worker's state."""
+        closed = [
+            ClosedDeal.model_validate(orjson.loads(raw)["outcome"])
+            for raw in self.table.data.values()
+            if STILL_OPEN not in raw
+        ]
+        return {
+            "policy_version": self.learner.thresholds.policy_version,
+            "closed_deals": len(closed),
+            "stages": [
+                row.model_dump(mode="json") for row in stall_alert_quality(closed, self.policy)
+            ],
+        }
+
+    async def _fire_due(self, partition: int) -> None:
+        watermark = self.clocks[partition].watermark
+        heap = self._due[partition]
+        while watermark is not None and heap and heap[0][0] < watermark:
+            due, deal_id = heapq.heappop(heap)
+            state = self._stored(deal_id)
+            if state is None or state.due_at != due:
+                continue  # superseded by a later check
+            await self._recheck(deal_id, state, watermark)
+
+    async def _recheck(self, deal_id: str, state: DealAlertState, watermark: datetime) -> None:
+        stored = self.pipeline.deal_events.get(deal_id) or {}
+        try:
+            events = [decode(raw) for raw in stored.values()]
+            stream = deal_value_stream(events, self.policy, watermark)
+            check = check_stalls(stream, state.account_id, self.learner.thresholds, state.ledger)
+        except Exception:
+            log.exception("stall_check_failed", deal_id=deal_id, watermark=watermark.isoformat())
+            return
+        await self._settle(deal_id, state, check, check.due_at, stream)
+
+    async def _settle(
+        self,
+        deal_id: str,
+        state: DealAlertState,
+        check: StallCheck,
+        due: datetime | None,
+        stream: DealValueStream,
+    ) -> None:
+        for alert in check.alerts:
+            await self._publish(alert)
+        won = won_stage_times(stream)
+        self.learner.add(deal_id, won)
+        settled = state.model_copy(
+            update={
+                "ledger": check.ledger,
+                "due_at": due,
+                "checked_at": stream.as_of,
+                "outcome": check.outcome,
+                "won_stage_times": won,
+            }
+        )
+        if settled.model_copy(update={"checked_at": state.checked_at}) != state:
+            self._save(deal_id, settled)
+        if due is not None and due != state.due_at:
+            heapq.heappush(self._due[settled.partition], (due, deal_id))
+
+    async def _publish(self, alert: StallAlert) -> None:
+        await self.topic.maybe_declare()
+        # force: not attached to the current event (Faust would publish it only at the next
+        # commit, and lose it if the worker died before; the state recording it would not be).
+        await self.topic.send(
+            key=alert.deal_id.encode(), value=alert.model_dump_json().encode(), force=True
+        )
+        self.alerts_sent += 1
+        log.debug("stall_alert_sent", alert_id=alert.alert_id, kind=str(alert.kind))
+
+    def _state_for(self, deal_id: str, partition: int) -> DealAlertState:
+        state = self._stored(deal_id)
+        if state is None:
+            return DealAlertState(partition=partition, account_id=self._account_of(deal_id))
+        if state.partition != partition:
+            return state.model_copy(update={"partition": partition})
+        return state
+
+    def _stored(self, deal_id: str) -> DealAlertState | None:
+        raw = self.table.data.get(deal_id)
+        return DealAlertState.model_validate_json(raw) if raw else None
+
+    def _save(self, deal_id: str, state: DealAlertState) -> None:
+        value = state.model_dump_json().encode()
+        self.table.send_changelog(state.partition, deal_id, value)
+        self.table.data[deal_id] = value
+
+    def _account_of(self, deal_id: str) -> str:
+        stored: dict[str, str] = self.pipeline.deal_events.get(deal_id) or {}
+        first = next(iter(stored.values()), None)
+        return str(orjson.loads(first)["account_id"]) if first else ""
+
+
+def alerts_topic(app: faust.App, settings: Settings) -> TopicT:
+    """The `deal-alerts` topic: JSON alerts keyed by deal id, kept forever."""
+    return app.topic(
+        settings.alerts_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+        config=ALERT_TOPIC_CONFIG,
+        internal=True,  # declared by the worker before it subscribes (the webhook agent does)
+    )
+
+
+def _register_pages(app: faust.App, engine: StallAlertEngine) -> None:
+    @app.page("/gemba/alerts/")
+    async def open_episodes_page(web: Any, request: Any) -> Any:
+        return web.json(engine.open_episodes())
+
+    @app.page("/gemba/alerts/quality/")
+    async def quality_page(web: Any, request: Any) -> Any:
+        return web.json(engine.quality())
+
+
+def attach_stall_alerts(
+    app: faust.App, pipeline: ValueStreamPipeline, settings: Settings
+) -> StallAlertEngine:
+    """Add stall alerts to a built app: state table, observer, clock, pages, webhook sender.
+
+    Call it in `create_app` after the pipeline is built. Nothing connects until the
+    worker starts. In live mode (GEMBA_ALERT_CLOCK=live) a timer ticks every
+    GEMBA_ALERT_TICK_S seconds; with GEMBA_ALERT_WEBHOOK_URL set, alerts are delivered.
+    """
+    topic = alerts_topic(app, settings)
+    # Values are JSON bytes: one object per deal in memory, nothing for the GC to walk.
+    table = app.Table(ALERT_STATE_TABLE, value_type=bytes)
+    engine = StallAlertEngine(pipeline, table, topic)
+    pipeline.observers.append(engine)
+    table.on_recover(engine.rebuild)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def declare_alerts_topic() -> None:
+        await topic.maybe_declare()
+
+    if settings.alert_clock == "live":
+
+        @app.timer(interval=settings.alert_tick_s, name="stall-alert-clock")  # type: ignore[untyped-decorator]
+        async def advance_alert_clock() -> None:
+            await engine.tick()
+
+    _register_pages(app, engine)
+    attach_webhook_sender(app, settings, topic)
+    app.gemba_alerts = engine  # type: ignore[attr-defined]
+    return engine

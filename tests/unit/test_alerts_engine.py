@@ -1,0 +1,269 @@
+"""The stall-alert engine over fake table, topic and pipeline: clocks, due times, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from events import EventBase, decode, encode
+from events.models import Event
+from projections.alerts import AlertKind, EpisodeEnd, StallAlert
+from projections.policy import Policy, default_policy
+from projections.value_stream import deal_value_stream
+from streams.alerts import DealAlertState, PartitionClock, StallAlertEngine
+from tests.unit.deal_builders import DealScript, march
+
+DAY = timedelta(days=1)
+
+
+class FakeTable:
+    """What the engine uses of a Faust table: the local store and explicit changelog sends."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.changelog: list[tuple[int, str, Any]] = []
+
+    def send_changelog(self, partition: int, key: str, value: Any) -> None:
+        self.changelog.append((partition, key, value))
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def maybe_declare(self) -> None:
+        pass
+
+    async def send(self, key: bytes, value: bytes, force: bool = False) -> None:
+        self.sent.append((key, value))
+
+    def alerts(self) -> list[StallAlert]:
+        return [StallAlert.model_validate_json(value) for _, value in self.sent]
+
+
+@dataclass(frozen=True)
+class FakeFolder:
+    policy: Policy
+
+
+@dataclass
+class FakePipeline:
+    """The pipeline's stored events per deal, and a fold like its own (as of the latest event)."""
+
+    folder: FakeFolder = field(default_factory=lambda: FakeFolder(default_policy()))
+    deal_events: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class Worker:
+    """One engine over fakes; `fold` does what the pipeline does for a batch of one deal."""
+
+    table: FakeTable = field(default_factory=FakeTable)
+    topic: FakeTopic = field(default_factory=FakeTopic)
+    pipeline: FakePipeline = field(default_factory=FakePipeline)
+    now: float = 1000.0
+    engine: StallAlertEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = StallAlertEngine(
+            self.pipeline,  # type: ignore[arg-type]
+            self.table,  # type: ignore[arg-type]
+            self.topic,  # type: ignore[arg-type]
+            clock=lambda: self.now,
+        )
+
+    def fold(self, partition: int, *events: Event) -> None:
+        deal_id = str(events[0].deal_id)
+        stored = self.pipeline.deal_events.setdefault(deal_id, {})
+        stored.update({e.event_id: encode(e).decode() for e in events})
+        stream = deal_value_stream(_decoded(stored), self.pipeline.folder.policy)
+        asyncio.run(self._fold(partition, stream))
+
+    async def _fold(self, partition: int, stream: Any) -> None:
+        await self.engine.deal_folded(partition, stream)
+        await self.engine.batch_done(stream.as_of)
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        asyncio.run(self.engine.tick())
+
+    def restart(self) -> Worker:
+        """A new engine on the same table and topic (the changelog survived), rebuilt."""
+        again = Worker(self.table, self.topic, self.pipeline, self.now)
+        asyncio.run(again.engine.rebuild())
+        return again
+
+
+def _decoded(stored: dict[str, str]) -> list[EventBase]:
+    return [decode(raw) for raw in stored.values()]
+
+
+def quiet() -> DealScript:
+    return DealScript(deal_id="quiet", account_id="acct-q").opened(march(2, 9))
+
+
+def busy(day: int) -> DealScript:
+    """A deal whose only events move its partition's event time to March `day`."""
+    return (
+        DealScript(deal_id="busy", account_id="acct-b")
+        .opened(march(day - 1, 9))
+        .call(march(day, 10), 20)
+    )
+
+
+def test_a_deal_stalls_when_its_own_partitions_event_time_passes_its_threshold() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(0, *busy(17).events)
+
+    [alert] = worker.topic.alerts()
+    assert (alert.kind, alert.deal_id, alert.account_id) == (AlertKind.STALLED, "quiet", "acct-q")
+    assert alert.stalled_at == march(16, 9)
+    assert worker.topic.sent[0][0] == b"quiet"
+
+
+def test_event_time_of_another_partition_does_not_stall_a_deal() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(1, *busy(17).events)
+
+    assert worker.topic.sent == []
+
+
+def test_exactly_at_the_threshold_nothing_fires_one_instant_later_it_does() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    at_threshold = DealScript(deal_id="busy").opened(march(16, 9))
+    worker.fold(0, *at_threshold.events)
+    assert worker.topic.sent == []
+
+    just_after = DealScript(deal_id="busy").opened(march(16, 9)).email(march(16, 9, 1))
+    worker.fold(0, *just_after.events)
+    assert [a.stalled_at for a in worker.topic.alerts()] == [march(16, 9)]
+
+
+def test_state_goes_to_the_changelog_partition_of_the_deal() -> None:
+    worker = Worker()
+    worker.fold(4, *quiet().events)
+
+    assert [(partition, key) for partition, key, _ in worker.table.changelog] == [(4, "quiet")]
+    state = DealAlertState.model_validate_json(worker.table.data["quiet"])
+    assert state.due_at == march(16, 9)
+    assert state.account_id == "acct-q"
+
+
+def test_folding_the_same_deal_again_writes_no_state_and_sends_nothing() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(0, *quiet().events)
+
+    assert len(worker.table.changelog) == 1
+    assert worker.topic.sent == []
+
+
+def test_in_live_mode_the_wall_clock_alone_raises_the_alert() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.tick(14 * 86_400)
+    assert worker.topic.sent == []
+
+    worker.tick(1)
+    [alert] = worker.topic.alerts()
+    assert alert.stalled_at == march(16, 9)
+
+
+def test_a_touch_at_the_latest_instant_ends_the_episode_once_the_watermark_passes_it() -> None:
+    worker = Worker()
+    script = quiet()
+    worker.fold(0, *script.events)
+    worker.tick(15 * 86_400)
+    script.call(march(20, 9), 20)
+    worker.fold(0, *script.events)
+    assert [a.kind for a in worker.topic.alerts()] == [AlertKind.STALLED]
+
+    worker.tick(0.5)
+    [_, ended] = worker.topic.alerts()
+    assert ended.kind is AlertKind.UNSTALLED
+    assert ended.ended_by is EpisodeEnd.VALUE_ADDED_TOUCH
+    assert ended.occurred_at == march(20, 9)
+
+
+def test_a_restarted_engine_rebuilds_due_times_and_clocks_and_repeats_nothing() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(0, *busy(17).events)
+    assert len(worker.topic.sent) == 1
+
+    again = worker.restart()
+    asyncio.run(again.engine.batch_done(None))
+    again.tick(1)
+    assert len(worker.topic.sent) == 1
+    assert again.engine.clocks[0].watermark is not None
+    assert again.engine.clocks[0].watermark >= march(2, 9)
+
+    script = quiet().call(march(18, 9), 20)
+    again.fold(0, *script.events)
+    again.fold(0, *busy(19).events)
+    assert [a.kind for a in again.topic.alerts()] == [AlertKind.STALLED, AlertKind.UNSTALLED]
+
+
+def test_a_restarted_engine_fires_what_fell_due_while_it_was_down() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+
+    again = worker.restart()
+    again.fold(0, *busy(17).events)
+
+    assert [a.deal_id for a in again.topic.alerts()] == ["quiet"]
+
+
+def test_the_open_episodes_page_lists_stalled_deals_and_the_quality_page_closed_ones() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    lost = DealScript(deal_id="gone", account_id="acct-g").opened(march(2, 9)).lost(march(25, 9))
+    worker.fold(0, *lost.events)
+    worker.fold(0, *busy(17).events)
+
+    page = worker.engine.open_episodes()
+    assert [alert["deal_id"] for alert in page["open"]] == ["quiet"]
+    assert page["watermarks"] == {"0": march(25, 9).isoformat()}
+    quality = worker.engine.quality()
+    assert quality["closed_deals"] == 1
+    assert quality["stages"] == [
+        {"stage": "Prospecting", "alerts": 1, "lost": 1, "slipped": 0, "precision": 1.0}
+    ]
+
+
+def test_a_partition_clock_never_goes_back() -> None:
+    clock = PartitionClock()
+    clock.saw(march(10, 9), now=100.0)
+    clock.tick(now=160.0)
+    clock.saw(march(10, 9, 0), now=170.0)
+
+    assert clock.watermark == march(10, 9, 1)
+    late = datetime(2026, 3, 1, tzinfo=march(1, 0).tzinfo)
+    clock.saw(late, now=200.0)
+    assert clock.watermark == march(10, 9, 1)
+
+
+def test_thresholds_learned_from_won_deals_take_over_once_there_are_enough() -> None:
+    base = default_policy()
+    learning = base.model_copy(
+        update={
+            "stall": base.stall.model_copy(
+                update={"learn_from_history": True, "learn_min_won_deals": 3}
+            )
+        }
+    )
+    worker = Worker(pipeline=FakePipeline(folder=FakeFolder(learning)))
+    for n in range(3):
+        won = DealScript(deal_id=f"won-{n}").opened(march(1, 9)).stage(march(3, 9), "Qualification")
+        worker.fold(0, *won.won(march(4, 9)).events)
+    worker.fold(0, *quiet().events)
+    worker.fold(0, *busy(6).events)
+
+    [alert] = worker.topic.alerts()
+    assert alert.threshold == 2 * DAY
+    assert alert.threshold_basis.describe() == "learned from 3 won deals"

@@ -8,7 +8,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from os import PathLike
 from typing import Annotated, Any, Self
@@ -207,9 +207,11 @@ class Policy(_Frozen):
             raise _KeyProblems(problems)
         return self
 
-    @property
+    @cached_property
     def version(self) -> str:
-        """The name plus a short sha256 of the canonical content (not of layout or comments)."""
+        """The name plus a short sha256 of the canonical content (not of layout or comments).
+
+        Computed once per (frozen) policy: folds read it for every deal."""
         canonical = json.dumps(
             self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )

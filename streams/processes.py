@@ -67,7 +67,8 @@ def wait_for_url(url: str, pid: int, marker: str, log: Path, timeout_s: float = 
     """Wait until `url` answers 200, failing early (with the log) if the process dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not is_running(pid, marker):
+        # Only liveness here: just after the fork, the child still shows our command line.
+        if not is_running(pid, ""):
             raise ProcessError(
                 f"the process exited during start-up; last lines of {log}:\n{tail(log)}"
             )

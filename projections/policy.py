@@ -207,6 +207,12 @@ class Policy(_Frozen):
             raise _KeyProblems(problems)
         return self
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; its version is computed afresh (a changed copy is another policy)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("version", None)
+        return copy
+
     @cached_property
     def version(self) -> str:
         """The name plus a short sha256 of the canonical content (not of layout or comments).

@@ -20,6 +20,7 @@ from projections.value_stream import DealValueStream
 from streams.alerts import attach_stall_alerts
 from streams.counts import PipelineCounts
 from streams.settings import Settings
+from streams.sink import attach_history_sink
 from streams.value_streams import FoldedDeal, ValueStreamFolder
 
 __all__ = ["FoldObserver", "ValueStreamPipeline", "create_app"]
@@ -328,4 +329,5 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
     _register_pages(app, pipeline)
     app.gemba_pipeline = pipeline  # type: ignore[attr-defined]
     attach_stall_alerts(app, pipeline, settings)
+    attach_history_sink(app, settings)
     return app

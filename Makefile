@@ -44,6 +44,8 @@ integration: install
 bench: install
 	$(BIN)/python bench/bench_producer.py
 	$(BIN)/python bench/bench_simulator.py
+	$(BIN)/python bench/bench_history.py
+	$(BIN)/python bench/bench_alerts.py --deals 20000 --rate 300 --seconds 30
 
 broker-start: install
 	$(BIN)/gemba broker start

@@ -327,6 +327,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         signal.signal(signal.SIGTERM, previous)
         counts = worker_counts(settings)
         if counts is not None:
-            say(f"worker counters: {counts}")
+            say(
+                f"worker counters: consumed {counts.get('consumed', 0):,}, processed "
+                f"{counts.get('processed', 0):,}, dead-lettered {counts.get('dead_lettered', 0):,}"
+            )
         _stop_started(settings, state, say)
         say("demo stopped; everything it started has been stopped")

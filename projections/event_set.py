@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from events.models import EventBase
 
-__all__ = ["canonical_events", "event_order"]
+__all__ = ["canonical_events", "event_order", "preferred_copy"]
 
 E = TypeVar("E", bound=EventBase)
 
@@ -18,7 +18,7 @@ def event_order(event: EventBase) -> tuple[datetime, str]:
     return (event.occurred_at, event.event_id)
 
 
-def _keep(held: E, other: E) -> E:
+def preferred_copy(held: E, other: E) -> E:
     """Of two events with the same id (the same fact), the one to keep, whatever came first."""
     if held == other:
         return held
@@ -35,5 +35,5 @@ def canonical_events(events: Iterable[E]) -> tuple[E, ...]:
     by_id: dict[str, E] = {}
     for event in events:
         held = by_id.get(event.event_id)
-        by_id[event.event_id] = event if held is None else _keep(held, event)
+        by_id[event.event_id] = event if held is None else preferred_copy(held, event)
     return tuple(sorted(by_id.values(), key=event_order))

@@ -15,6 +15,7 @@ import structlog
 from faust.types import EventT, TableT, TopicT
 
 from events import EventBase, EventRejected, decode, encode
+from projections.event_set import preferred_copy
 from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
 from streams.alerts import attach_stall_alerts
@@ -154,12 +155,18 @@ class ValueStreamPipeline:
             await self._dead_letter(event, str(exc))
             self._counts[message.partition] = counts.dead_lettered_at(message.offset)
             return None
-        if fact.deal_id is not None:
-            stored = dict(self.deal_events[fact.deal_id])
+        deal_id = fact.deal_id
+        if deal_id is not None:
+            stored = dict(self.deal_events[deal_id])
+            held = stored.get(fact.event_id)
+            if held is not None:
+                # The same fact again: keep the copy the pure fold would keep, so that
+                # even a conflicting duplicate cannot make state depend on arrival order.
+                fact = preferred_copy(decode(held), fact)
             stored[fact.event_id] = encode(fact).decode()
-            self.deal_events[fact.deal_id] = stored
-            if fact.deal_id in self._decoded:
-                self._decoded[fact.deal_id][fact.event_id] = fact
+            self.deal_events[deal_id] = stored
+            if deal_id in self._decoded:
+                self._decoded[deal_id][fact.event_id] = fact
         self._counts[message.partition] = counts.processed_at(message.offset)
         return fact
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from streams.broker import start_broker, stop_broker
 from streams.settings import Settings
 
-__all__ = ["benchmark_broker"]
+__all__ = ["benchmark_broker", "free_port"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -30,8 +30,8 @@ def benchmark_broker() -> Iterator[Settings]:
         return
     with tempfile.TemporaryDirectory(prefix="gemba-bench-") as tmp:
         settings = Settings(
-            broker_port=_free_port(),
-            broker_controller_port=_free_port(),
+            broker_port=free_port(),
+            broker_controller_port=free_port(),
             broker_dir=Path(tmp),
         )
         start_broker(settings)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench._broker import benchmark_broker
+from bench._broker import benchmark_broker, free_port
 from events.producer import ensure_topic
 from streams.processes import is_running, spawn, stop_process, tail, wait_for_url
 from streams.settings import Settings
@@ -117,7 +117,7 @@ class Bench:
         }
 
     def start_worker(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         log = self.workdir / "worker.log"
         for inherited in [k for k in os.environ if k.startswith("GEMBA_")]:
             del os.environ[inherited]  # the worker gets this run's settings and no others
@@ -143,15 +143,6 @@ def _bench_policy(threshold_s: float) -> str:
     text = resources.files("projections").joinpath("default_policy.toml").read_text("utf-8")
     override = SEGMENT_POLICY.format(days=threshold_s / 86_400).strip()
     return text.replace('name = "default"', 'name = "bench"').replace("[stall.segments]", override)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _now() -> str:

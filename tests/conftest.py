@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
@@ -10,13 +9,7 @@ import pytest
 
 from streams.broker import start_broker, stop_broker
 from streams.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.integration.worker_harness import free_port
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +24,8 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         yield settings
         return
     settings = Settings(
-        broker_port=_free_port(),
-        broker_controller_port=_free_port(),
+        broker_port=free_port(),
+        broker_controller_port=free_port(),
         broker_dir=tmp_path_factory.mktemp("broker"),
     )
     start_broker(settings, say=print)

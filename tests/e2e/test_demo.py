@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streams.processes import is_running
 from streams.settings import Settings
+from tests.integration.worker_harness import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -40,7 +33,7 @@ def demo_env(kafka_settings: Settings, tmp_path: Path) -> dict[str, str]:
         "GEMBA_TOUCHES_TOPIC": f"touches-{suffix}",
         "GEMBA_DEAD_LETTER_TOPIC": f"dlq-{suffix}",
         "GEMBA_VALUE_STREAMS_TOPIC": f"value-streams-{suffix}",
-        "GEMBA_WORKER_WEB_PORT": str(_free_port()),
+        "GEMBA_WORKER_WEB_PORT": str(free_port()),
         "GEMBA_LOG_FORMAT": "json",
     }
     return env

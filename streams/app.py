@@ -309,6 +309,9 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=settings.worker_web_port,
+        # Every write is idempotent and acks follow the fold, so a stop need not wait
+        # for unacked messages (they are replayed); waiting stalled shutdown ~30 s.
+        stream_wait_empty=False,
     )
     touches = _raw_topic(app, settings.touches_topic)
     pipeline = ValueStreamPipeline.build(

@@ -45,3 +45,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     quiet = logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(quiet)
+    # Faust's producer backpressure ("producer buffer full") and mode's "timer is
+    # overlapping" are normal while the worker catches up; nothing to act on.
+    for expected in ("faust.transport.producer", "mode.timers"):
+        logging.getLogger(expected).setLevel(max(numeric, logging.ERROR))

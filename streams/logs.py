@@ -48,4 +48,4 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     # Faust's producer backpressure ("producer buffer full") and mode's "timer is
     # overlapping" are normal while the worker catches up; nothing to act on.
     for expected in ("faust.transport.producer", "mode.timers"):
-        logging.getLogger(expected).setLevel(max(numeric, logging.ERROR))
+        logging.getLogger(expected).setLevel(quiet if quiet == logging.DEBUG else logging.ERROR)

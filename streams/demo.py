@@ -310,7 +310,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         return
     state.demo_pid = os.getpid()
     state.save(_state_file(settings))
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C and `gemba demo --stop` (SIGTERM) both end the live loop and clean up,
+    # even where SIGINT was inherited as ignored (a job started in the background).
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         _ensure_broker(settings, state, say)
         ensure_topics(settings)
@@ -324,7 +326,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
     except (KeyboardInterrupt, _Stop):
         say("stopping...")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         counts = worker_counts(settings)
         if counts is not None:
             say(

@@ -217,13 +217,15 @@ def rollups(ctx: click.Context, dimension: str, month: str | None, as_json: bool
     opened (for the others). Answers "what is PCE in Proposal this month" without a rescan.
     """
     from streams.render import rollup_table
+    from streams.value_streams import ValueStreamFolder
 
     query = f"?month={urllib.parse.quote(month)}" if month else ""
     body = _worker_get(_settings(ctx), f"/gemba/rollups/{dimension}/{query}")
     if as_json:
         click.echo(body.decode())
         return
-    Console().print(rollup_table(dimension, month, orjson.loads(body)))
+    stages = ValueStreamFolder.from_settings(_settings(ctx)).policy.stages.order
+    Console().print(rollup_table(dimension, month, orjson.loads(body), stages))
 
 
 @cli.command()

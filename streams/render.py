@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from rich.console import Group, RenderableType
@@ -105,13 +106,24 @@ def deal_timeline(stream: DealValueStream) -> RenderableType:
     return Group(header, _timeline(stream), _totals(stream))
 
 
-def rollup_table(dimension: str, month: str | None, rows: dict[str, dict[str, int]]) -> Table:
-    """Roll-up totals per value of a dimension, in minutes, with PCE."""
+def rollup_table(
+    dimension: str,
+    month: str | None,
+    rows: dict[str, dict[str, int]],
+    flow_order: Sequence[str] = (),
+) -> Table:
+    """Roll-up totals per value of a dimension, in minutes, with PCE; stages in flow order."""
     title = f"Value stream by {dimension}" + (f", {month}" if month else "") + " (minutes)"
     table = Table(title=title, title_justify="left")
     for column in (dimension, "deals", "lead", "VA", "NNVA", "waste", "wait", "rework", "PCE"):
         table.add_column(column, justify="left" if column == dimension else "right")
-    for name, flat in sorted(rows.items()):
+
+    def position(item: tuple[str, dict[str, int]]) -> tuple[int, str]:
+        value, _, bucket = item[0].partition("|")
+        rank = flow_order.index(value) if value in flow_order else len(flow_order)
+        return (rank, f"{bucket}|{value}")
+
+    for name, flat in sorted(rows.items(), key=position):
         totals = totals_from_vector(flat)
         table.add_row(
             name.replace("|", "  "), f"{totals.deals:,}", minutes(totals.lead_time),

@@ -307,7 +307,6 @@ class StallAlertEngine:
             heapq.heappush(self._due[settled.partition], (due, deal_id))
 
     async def _publish(self, alert: StallAlert) -> None:
-        await self.topic.maybe_declare()
         # force: not attached to the current event (Faust would publish it only at the next
         # commit, and lose it if the worker died before; the state recording it would not be).
         await self.topic.send(

@@ -180,7 +180,7 @@ def main() -> None:
         f"{held.deals:,} deals in {time.perf_counter() - began:.0f}s"
     )
     with benchmark_broker() as settings, tempfile.TemporaryDirectory(prefix="gemba-bw-") as tmp:
-        setup = WorkerSetup.fresh(settings, Path(tmp) / "gemba")
+        setup = WorkerSetup.fresh(settings, Path(tmp) / "gemba", fast_rejoin=False)
         setup.create_touches_topic()
         began = time.perf_counter()
         publish(setup.bootstrap_servers, setup.touches_topic, messages)
@@ -190,12 +190,12 @@ def main() -> None:
         log = Path(tmp) / "worker.log"
         worker, peak_kib = worker_pipeline(setup, args.events, log, args.profile)
 
-    print(f"events: {args.events:,}; deals held by the worker: {held.deals:,} "
-          f"({held.open_deals:,} open at the end)")  # fmt: skip
+    print(f"events: {args.events:,}; deals in the worker's state: {held.deals:,} "
+          f"({held.open_deals:,} still open at the last event)")  # fmt: skip
     print(f"  aiokafka raw consumption from offset 0 : {raw.per_second:>10,.0f} events/s "
           f"(peer; {raw.wall_s:.1f}s with start-up)")  # fmt: skip
     print(f"  gemba worker, touches -> value streams : {worker.per_second:>10,.0f} events/s "
-          f"({worker.per_second / raw.per_second:.2f}x the peer, target 0.50x; "
+          f"({worker.per_second / raw.per_second:.2%} of the peer, target 50%; "
           f"{worker.wall_s:.1f}s with start-up)")  # fmt: skip
     print(f"  worker peak RSS (VmHWM)                : {peak_kib / 1024:>10,.0f} MiB")
 

@@ -94,7 +94,7 @@ def uninterrupted(
 ) -> Iterator[FoldedRun]:
     """A worker that read the whole stream, published before it started; kept running."""
     state = tmp_path_factory.mktemp("uninterrupted")
-    setup = WorkerSetup.fresh(kafka_settings, state / "gemba")
+    setup = WorkerSetup.fresh(kafka_settings, state / "gemba", fast_rejoin=False)
     setup.create_touches_topic()
     publish(setup.bootstrap_servers, setup.touches_topic, stream.messages)
     with running_worker(setup, state / "worker.log") as worker:
@@ -216,7 +216,7 @@ def test_a_worker_killed_twice_mid_stream_ends_as_the_uninterrupted_run_and_the_
     rng = random.Random(seed)
     total = len(stream.messages)
     kill_after = sorted([int(total * rng.uniform(0.15, 0.4)), int(total * rng.uniform(0.55, 0.8))])
-    setup = WorkerSetup.fresh(kafka_settings, tmp_path / "gemba", fast_rejoin=True)
+    setup = WorkerSetup.fresh(kafka_settings, tmp_path / "gemba")
     setup.create_touches_topic()
     failures: list[BaseException] = []
     publisher = threading.Thread(target=_publish_paced, args=(setup, stream, failures))

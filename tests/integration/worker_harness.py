@@ -52,11 +52,16 @@ __all__ = [
 
 T = TypeVar("T")
 
-FAST_REJOIN_ENV = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_REJOIN_ENV = {
+    "BROKER_SESSION_TIMEOUT": "6",
+    "BROKER_HEARTBEAT_INTERVAL": "1",
+    "BROKER_REBALANCE_TIMEOUT": "15",
+}
 """Faust's own settings (read from the environment): a SIGKILLed worker's consumer leaves
-the group after 6 s (the broker's minimum) instead of Faust's 60 s default, so that its
-restarted successor is assigned the partitions quickly. Only for tests that kill: a busy
-worker can miss so short a session and be rebalanced (and recover its tables) for it."""
+the group after 6 s (the broker's minimum) instead of Faust's 60 s default (15 s if it was
+killed mid-rebalance), so that its restarted successor gets the partitions quickly. For
+tests, on small streams: a worker busy for longer (a benchmark) can miss so short a
+session, be rebalanced and recover all its tables; give it `fast_rejoin=False`."""
 
 
 def free_port() -> int:
@@ -88,12 +93,10 @@ class WorkerSetup:
     tag: str = field(default_factory=lambda: f"w{uuid.uuid4().hex[:10]}")
     web_port: int = field(default_factory=free_port)
     partitions: int = 6
-    fast_rejoin: bool = False
+    fast_rejoin: bool = True
 
     @classmethod
-    def fresh(
-        cls, settings: Settings, state_dir: Path, *, fast_rejoin: bool = False
-    ) -> WorkerSetup:
+    def fresh(cls, settings: Settings, state_dir: Path, *, fast_rejoin: bool = True) -> WorkerSetup:
         """A setup nobody else uses, on the test broker (see FAST_REJOIN_ENV)."""
         return cls(settings.bootstrap_servers, state_dir, fast_rejoin=fast_rejoin)
 
@@ -114,6 +117,10 @@ class WorkerSetup:
         return f"{self.tag}-deal-value-streams"
 
     @property
+    def alerts_topic(self) -> str:
+        return f"{self.tag}-deal-alerts"
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
@@ -131,6 +138,7 @@ class WorkerSetup:
                 "GEMBA_TOUCHES_TOPIC": self.touches_topic,
                 "GEMBA_DEAD_LETTER_TOPIC": self.dead_letter_topic,
                 "GEMBA_VALUE_STREAMS_TOPIC": self.value_streams_topic,
+                "GEMBA_ALERTS_TOPIC": self.alerts_topic,
                 "GEMBA_TOPIC_PARTITIONS": str(self.partitions),
                 "GEMBA_LOG_FORMAT": "json",
             }

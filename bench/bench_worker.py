@@ -4,10 +4,12 @@
 
 Fills a topic with N simulated events (default 1,000,000), then measures (a) a raw
 aiokafka consumer reading it from offset 0 and (b) the `gemba worker` process folding
-it into deal value streams, until its counters page reports all N consumed. Prints
-both rates, their ratio (target: the worker at least half the raw consumer), the
-worker's peak RSS and the deals it holds. With --profile and py-spy on PATH, the
-worker is sampled while it runs and the profile written to FILE (speedscope JSON).
+it into deal value streams, until its counters page reports all N consumed. Beside
+them, a second peer: a Faust agent doing nothing with each message (bench/faust_noop.py),
+the ceiling of any Faust pipeline. Prints the rates, the ratios (target: the worker at
+least half the raw consumer), the worker's peak RSS and the deals it holds. With
+--profile and py-spy on PATH, the worker is sampled while it runs and the profile
+written to FILE (speedscope JSON).
 """
 
 from __future__ import annotations
@@ -113,6 +115,34 @@ def raw_consumption(bootstrap_servers: str, topic: str, count: int) -> Rate:
     return asyncio.run(run())
 
 
+def faust_noop(bootstrap_servers: str, topic: str, count: int, tmp: Path) -> Rate:
+    """The second peer: a Faust agent doing nothing with each message (bench/faust_noop.py)."""
+    out = tmp / "noop.txt"
+    began = time.perf_counter()
+    script = Path(__file__).with_name("faust_noop.py")
+    with (tmp / "noop.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(script), bootstrap_servers, topic, str(count), str(out)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        while not out.exists():
+            if process.poll() is not None:
+                raise SystemExit(f"the Faust no-op peer exited:\n{(tmp / 'noop.log').read_text()}")
+            if time.perf_counter() - began > STUCK_S:
+                raise SystemExit("the Faust no-op peer did not finish")
+            time.sleep(POLL_S)
+        wall = time.perf_counter() - began
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    seen, steady = out.read_text().split()
+    return Rate(int(seen), float(steady), wall)
+
+
 def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
@@ -187,6 +217,7 @@ def main() -> None:
         print(f"filled {setup.touches_topic} in {time.perf_counter() - began:.0f}s")
         del messages
         raw = raw_consumption(setup.bootstrap_servers, setup.touches_topic, args.events)
+        noop = faust_noop(setup.bootstrap_servers, setup.touches_topic, args.events, Path(tmp))
         log = Path(tmp) / "worker.log"
         worker, peak_kib = worker_pipeline(setup, args.events, log, args.profile)
 
@@ -194,8 +225,12 @@ def main() -> None:
           f"({held.open_deals:,} still open at the last event)")  # fmt: skip
     print(f"  aiokafka raw consumption from offset 0 : {raw.per_second:>10,.0f} events/s "
           f"(peer; {raw.wall_s:.1f}s with start-up)")  # fmt: skip
+    print(f"  Faust agent doing nothing (2nd peer)   : {noop.per_second:>10,.0f} events/s "
+          f"({noop.per_second / raw.per_second:.2%} of raw; "
+          f"{noop.wall_s:.1f}s with start-up)")  # fmt: skip
     print(f"  gemba worker, touches -> value streams : {worker.per_second:>10,.0f} events/s "
-          f"({worker.per_second / raw.per_second:.2%} of the peer, target 50%; "
+          f"({worker.per_second / raw.per_second:.2%} of raw, target 50%; "
+          f"{worker.per_second / noop.per_second:.1%} of the Faust no-op; "
           f"{worker.wall_s:.1f}s with start-up)")  # fmt: skip
     print(f"  worker peak RSS (VmHWM)                : {peak_kib / 1024:>10,.0f} MiB")
 

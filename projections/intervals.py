@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,14 @@ class Span:
         return Span(start, max(start, end))
 
 
+def _end(span: Span) -> datetime:
+    return span.end
+
+
+def _bounds(span: Span) -> tuple[datetime, datetime]:
+    return (span.start, span.end)
+
+
 @dataclass(frozen=True, slots=True)
 class SpanSet:
     """A set of instants as sorted, disjoint, non-empty spans; set operations are exact."""
@@ -44,7 +53,7 @@ class SpanSet:
     def of(cls, spans: Iterable[Span]) -> SpanSet:
         """The union of any spans, overlapping or not; empty spans are dropped."""
         merged: list[Span] = []
-        for span in sorted(span for span in spans if span.end > span.start):
+        for span in sorted((span for span in spans if span.end > span.start), key=_bounds):
             if merged and span.start <= merged[-1].end:
                 last = merged[-1]
                 merged[-1] = Span(last.start, max(last.end, span.end))
@@ -56,6 +65,26 @@ class SpanSet:
     def length(self) -> timedelta:
         """Total time covered."""
         return sum((span.length for span in self.spans), ZERO)
+
+    def overlap(self, other: SpanSet) -> timedelta:
+        """How long the two sets share: `(self & other).length`, without building the set."""
+        mine, theirs = self.spans, other.spans
+        if not mine or not theirs:
+            return ZERO
+        # Skip my spans that end before the other set starts.
+        i = bisect_right(mine, theirs[0].start, key=_end)
+        total, j = ZERO, 0
+        while i < len(mine) and j < len(theirs):
+            a, b = mine[i], theirs[j]
+            start = a.start if a.start > b.start else b.start
+            end = a.end if a.end < b.end else b.end
+            if end > start:
+                total += end - start
+            if a.end <= b.end:
+                i += 1
+            else:
+                j += 1
+        return total
 
     def __or__(self, other: SpanSet) -> SpanSet:
         return SpanSet.of((*self.spans, *other.spans))

@@ -79,14 +79,12 @@ def measure_totals(
     return Totals(
         deals=1,
         lead_time=window.length,
-        value_added=(sets.value_added & window).length,
-        necessary_non_value_added=(sets.necessary_non_value_added & window).length,
-        waste=Waste.of(
-            {category: (part & window).length for category, part in sets.wastes.items()}
-        ),
-        wait=(sets.wait & window).length,
-        waiting_on_us=(sets.waiting_on_us & window).length,
-        inventory=(sets.inventory & window).length,
+        value_added=sets.value_added.overlap(window),
+        necessary_non_value_added=sets.necessary_non_value_added.overlap(window),
+        waste=Waste.of({category: part.overlap(window) for category, part in sets.wastes.items()}),
+        wait=sets.wait.overlap(window),
+        waiting_on_us=sets.waiting_on_us.overlap(window),
+        inventory=sets.inventory.overlap(window),
         rework=regressions + sum(touch.is_rework for touch in touches),
         touches=TouchCounts.model_validate(counts),
     )

@@ -270,7 +270,7 @@ class StallAlertEngine:
             await self._recheck(deal_id, state, watermark)
 
     async def _recheck(self, deal_id: str, state: DealAlertState, watermark: datetime) -> None:
-        stored = self.pipeline.deal_events.get(deal_id) or {}
+        stored = self.pipeline.store.events_of(deal_id)
         try:
             events = [decode(raw) for raw in stored.values()]
             stream = deal_value_stream(events, self.policy, watermark)
@@ -333,7 +333,7 @@ class StallAlertEngine:
         self.table.data[deal_id] = value
 
     def _account_of(self, deal_id: str) -> str:
-        stored: dict[str, str] = self.pipeline.deal_events.get(deal_id) or {}
+        stored = self.pipeline.store.events_of(deal_id)
         first = next(iter(stored.values()), None)
         return str(orjson.loads(first)["account_id"]) if first else ""
 

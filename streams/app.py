@@ -20,6 +20,7 @@ from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
 from streams.alerts import attach_stall_alerts
 from streams.counts import PipelineCounts
+from streams.deal_store import DealEventStore
 from streams.settings import Settings
 from streams.sink import attach_history_sink
 from streams.value_streams import FoldedDeal, ValueStreamFolder
@@ -31,6 +32,15 @@ BATCH_MAX = 5000
 BATCH_TIMER_S = 0.1
 BATCH_QUIET_S = 0.2
 BATCH_MAX_AGE_S = 2.0
+CATCH_UP_LAG_S = 5.0
+"""Messages written to Kafka longer ago than this mean the worker is catching up (history)."""
+CATCH_UP_BATCH_MAX = 50_000
+CATCH_UP_MAX_AGE_S = 15.0
+"""While catching up, batches grow this large (or old): history is in event-time order,
+so a batch touches nearly as many deals as it holds events when it is small, and each
+deal refolded once per batch made the fold cost grow with the lag it was meant to cut."""
+YIELD_EVERY_DEALS = 200
+"""A long flush gives the event loop a turn this often (web pages, timers, heartbeats)."""
 DECODED_DEALS = 20_000
 """Deals whose events are kept decoded in memory (the rest are decoded when refolded)."""
 
@@ -58,7 +68,9 @@ class ValueStreamPipeline:
 
     Messages are taken one by one (stored, counted or dead-lettered) and folded in
     batches: each touched deal once per batch of up to BATCH_MAX messages, or when
-    the stream has been quiet for BATCH_QUIET_S, or after BATCH_MAX_AGE_S.
+    the stream has been quiet for BATCH_QUIET_S, or after BATCH_MAX_AGE_S; while the
+    worker is catching up (its messages were written over CATCH_UP_LAG_S ago),
+    batches grow to CATCH_UP_BATCH_MAX messages or CATCH_UP_MAX_AGE_S.
 
     Every table is changelog-backed. Writes are idempotent (a deal's events are keyed
     by event_id; counters count each offset once; roll-ups apply the difference
@@ -69,7 +81,7 @@ class ValueStreamPipeline:
     folder: ValueStreamFolder
     dead_letters: TopicT
     value_streams: TopicT
-    deal_events: TableT[Any, Any]  # deal_id -> {event_id: encoded event}
+    store: DealEventStore  # each deal's encoded events, one changelog record per event
     counters: TableT[Any, Any]  # source partition -> PipelineCounts
     contributions: TableT[Any, Any]  # deal_id -> Contribution
     observers: list[FoldObserver] = field(default_factory=list)
@@ -80,6 +92,7 @@ class ValueStreamPipeline:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last_taken: float = 0.0
     _first_pending: float = 0.0
+    _catching_up: bool = False
     _decoded: OrderedDict[str, dict[str, EventBase]] = field(default_factory=OrderedDict)
     _counts: dict[int, PipelineCounts] = field(default_factory=dict)
     _count_events: dict[int, EventT[bytes]] = field(default_factory=dict)
@@ -91,7 +104,7 @@ class ValueStreamPipeline:
             folder=folder,
             dead_letters=_raw_topic(app, settings.dead_letter_topic, retention=None),
             value_streams=_raw_topic(app, settings.value_streams_topic, compacting=True),
-            deal_events=app.Table("deal-events", default=dict),
+            store=DealEventStore.build(app),
             counters=app.Table("pipeline-counts", default=dict),
             contributions=app.Table("deal-contributions", default=dict),
         )
@@ -106,6 +119,7 @@ class ValueStreamPipeline:
             if not self._pending:
                 self._first_pending = self._last_taken
             self._pending.append(event)
+            self._catching_up = time.time() - event.message.timestamp > CATCH_UP_LAG_S
             if fact is not None:
                 self._watermark = max(self._watermark or fact.occurred_at, fact.occurred_at)
                 self.latest_event_time = max(
@@ -113,7 +127,7 @@ class ValueStreamPipeline:
                 )
                 if fact.deal_id is not None:
                     self._touched[fact.deal_id] = event
-            if len(self._pending) >= BATCH_MAX:
+            if len(self._pending) >= self._batch_limits()[0]:
                 await self._flush(stream)
 
     async def flush_if_due(self, stream: faust.StreamT[bytes]) -> None:
@@ -125,9 +139,15 @@ class ValueStreamPipeline:
         async with self._lock:
             now = time.monotonic()
             quiet = now - self._last_taken >= BATCH_QUIET_S
-            old = now - self._first_pending >= BATCH_MAX_AGE_S
+            old = now - self._first_pending >= self._batch_limits()[1]
             if self._pending and (quiet or old):
                 await self._flush(stream)
+
+    def _batch_limits(self) -> tuple[int, float]:
+        """Messages and seconds a batch may gather before it is folded."""
+        if self._catching_up:
+            return CATCH_UP_BATCH_MAX, CATCH_UP_MAX_AGE_S
+        return BATCH_MAX, BATCH_MAX_AGE_S
 
     async def _flush(self, stream: faust.StreamT[bytes]) -> None:
         """Fold every touched deal once, tell the observers, then ack the messages.
@@ -135,9 +155,11 @@ class ValueStreamPipeline:
         Acking only after the fold means a crash replays the unfolded messages: the
         pipeline is at-least-once end to end, and every write is idempotent.
         """
-        for deal_id, last_event in sorted(self._touched.items()):
+        for done, (deal_id, last_event) in enumerate(sorted(self._touched.items()), 1):
             stream._set_current_event(last_event)  # type: ignore[attr-defined]
             await self._refold(deal_id, last_event.message.partition)
+            if done % YIELD_EVERY_DEALS == 0:
+                await asyncio.sleep(0)
         self._save_counts(stream)
         for observer in self.observers:
             await observer.batch_done(self._watermark)
@@ -157,14 +179,14 @@ class ValueStreamPipeline:
             return None
         deal_id = fact.deal_id
         if deal_id is not None:
-            stored = dict(self.deal_events[deal_id])
-            held = stored.get(fact.event_id)
+            held = self.store.events_of(deal_id).get(fact.event_id)
             if held is not None:
                 # The same fact again: keep the copy the pure fold would keep, so that
                 # even a conflicting duplicate cannot make state depend on arrival order.
                 fact = preferred_copy(decode(held), fact)
-            stored[fact.event_id] = encode(fact).decode()
-            self.deal_events[deal_id] = stored
+            encoded = encode(fact).decode()
+            if encoded != held:
+                self.store.put(deal_id, fact.event_id, encoded)
             if deal_id in self._decoded:
                 self._decoded[deal_id][fact.event_id] = fact
         self._counts[message.partition] = counts.processed_at(message.offset)
@@ -204,6 +226,9 @@ class ValueStreamPipeline:
             log.exception("value_stream_failed", deal_id=deal_id)
             return
         if folded is not None:
+            if folded.stream.closed_at is not None:
+                # A closed deal rarely hears more: decode it again if it does.
+                self._decoded.pop(deal_id, None)
             self._update_rollups(deal_id, folded.contribution)
             await self.value_streams.send(key=deal_id.encode(), value=folded.document)
             for observer in self.observers:
@@ -237,7 +262,7 @@ class ValueStreamPipeline:
 
     def deal_facts(self, deal_id: str) -> list[EventBase]:
         """The deal's stored events, decoded (kept decoded for the most recent deals)."""
-        stored = self.deal_events.get(deal_id) or {}
+        stored = self.store.events_of(deal_id)
         decoded = self._decoded.get(deal_id)
         if decoded is None or len(decoded) != len(stored):
             decoded = {event_id: decode(raw) for event_id, raw in stored.items()}
@@ -285,7 +310,7 @@ def _register_pages(app: faust.App, pipeline: ValueStreamPipeline) -> None:
         return web.json(pipeline.rollup(dimension, request.query.get("month")))
 
     @app.page("/gemba/deals/{deal_id}/")
-    @app.table_route(table=pipeline.deal_events, match_info="deal_id")
+    @app.table_route(table=pipeline.store.table, match_info="deal_id")
     async def deal_page(web: Any, request: Any, deal_id: str) -> Any:
         folded = pipeline.deal(deal_id, now=True)
         if folded is None:

@@ -49,11 +49,21 @@ class FakeFolder:
 
 
 @dataclass
+class FakeStore:
+    """The pipeline's stored events per deal, by event id."""
+
+    by_deal: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def events_of(self, deal_id: str) -> dict[str, str]:
+        return self.by_deal.get(deal_id, {})
+
+
+@dataclass
 class FakePipeline:
     """The pipeline's stored events per deal, and a fold like its own (as of the latest event)."""
 
     folder: FakeFolder = field(default_factory=lambda: FakeFolder(default_policy()))
-    deal_events: dict[str, dict[str, str]] = field(default_factory=dict)
+    store: FakeStore = field(default_factory=FakeStore)
 
 
 @dataclass
@@ -76,7 +86,7 @@ class Worker:
 
     def fold(self, partition: int, *events: Event) -> None:
         deal_id = str(events[0].deal_id)
-        stored = self.pipeline.deal_events.setdefault(deal_id, {})
+        stored = self.pipeline.store.by_deal.setdefault(deal_id, {})
         stored.update({e.event_id: encode(e).decode() for e in events})
         stream = deal_value_stream(_decoded(stored), self.pipeline.folder.policy)
         asyncio.run(self._fold(partition, stream))

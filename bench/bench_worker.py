@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +34,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from bench._broker import benchmark_broker
+from events import encode
+from events.models import CallLogged, CallOutcome, DealOpened, Direction
 from streams.simulator import SimulationConfig, history_records
 from tests.integration.worker_harness import WorkerProcess, WorkerSetup, publish
 
@@ -73,6 +77,26 @@ def simulated_messages(count: int) -> list[tuple[bytes, bytes]]:
             break
     if len(messages) < count:
         raise SystemExit(f"the simulation made only {len(messages):,} events; lower --events")
+    return messages
+
+
+def open_deal_messages(deals: int) -> list[tuple[bytes, bytes]]:
+    """`deals` open deals: each opened, then a connected call an hour later, over 90 days."""
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    messages: list[tuple[bytes, bytes]] = []
+    for n in range(deals):
+        deal, account = f"open-{n:07d}", f"acct-{n % 20_000:05d}"
+        at = start + timedelta(seconds=n * 90 * 86_400 // max(deals, 1))
+        opened = DealOpened(
+            event_id=f"{deal}-opened", occurred_at=at, account_id=account, deal_id=deal,
+            owner_id=f"rep-{n % 50:02d}", amount=Decimal("12000"), segment="Mid-market",
+        )  # fmt: skip
+        call = CallLogged(
+            event_id=f"{deal}-call", occurred_at=at + timedelta(hours=1), account_id=account,
+            deal_id=deal, direction=Direction.OUTBOUND, outcome=CallOutcome.CONNECTED,
+            duration_seconds=900,
+        )  # fmt: skip
+        messages += [(deal.encode(), encode(opened)), (deal.encode(), encode(call))]
     return messages
 
 
@@ -200,10 +224,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy speedscope output")
+    parser.add_argument(
+        "--open-deals", type=int, default=None,
+        help="Instead of simulated history: N open deals (two events each), for memory.",
+    )  # fmt: skip
     args = parser.parse_args()
 
     began = time.perf_counter()
-    messages = simulated_messages(args.events)
+    if args.open_deals:
+        messages = open_deal_messages(args.open_deals)
+        args.events = len(messages)
+    else:
+        messages = simulated_messages(args.events)
     held = inventory(messages)
     print(
         f"simulated {len(messages):,} events ({held.total_bytes / 1e6:,.0f} MB) of "

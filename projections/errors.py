@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DealNotOpened", "NotOneDeal", "PolicyError", "PolicyProblem", "ProjectionError"]
+__all__ = [
+    "AttributionError",
+    "DealNotOpened",
+    "NotOneDeal",
+    "PolicyError",
+    "PolicyProblem",
+    "ProjectionError",
+    "TooManyCampaigns",
+]
 
 
 class ProjectionError(Exception):
@@ -44,3 +52,11 @@ class DealNotOpened(ProjectionError):
 
 class NotOneDeal(ProjectionError):
     """Events of several deals, or of none, were given where one deal's events were expected."""
+
+
+class AttributionError(ProjectionError):
+    """Campaign attribution was given inputs it cannot credit; the message says what to pass."""
+
+
+class TooManyCampaigns(AttributionError):
+    """A journey touches too many distinct campaigns for exact Shapley values (2^n coalitions)."""

@@ -29,6 +29,7 @@ from projections.errors import PolicyError, PolicyProblem
 from projections.policy_text import key_lines, line_of
 
 __all__ = [
+    "AttributionPolicy",
     "MergePolicy",
     "Policy",
     "StagePolicy",
@@ -46,6 +47,7 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Count = Annotated[int, Field(strict=True, ge=0, le=10_000)]
 Minutes = Annotated[int, Field(strict=True, ge=0, le=24 * 60)]
 Days = Annotated[float, Field(strict=True, gt=0, le=3650, allow_inf_nan=False)]
+DaysOrZero = Annotated[float, Field(strict=True, ge=0, le=3650, allow_inf_nan=False)]
 MeetingKinds = Annotated[
     tuple[MeetingKind, ...], AfterValidator(lambda kinds: tuple(sorted(set(kinds))))
 ]
@@ -168,6 +170,24 @@ class StallPolicy(_Frozen):
         return None if days is None else timedelta(days=days)
 
 
+class AttributionPolicy(_Frozen):
+    """How campaign responses link to deals, and the parameters of the credit models."""
+
+    lookback_days: DaysOrZero
+    time_decay_half_life_days: Days
+    opportunity_stage: Name
+
+    @property
+    def lookback(self) -> timedelta:
+        """How long before a deal opened a response of its account still counts for it."""
+        return timedelta(days=self.lookback_days)
+
+    @property
+    def time_decay_half_life(self) -> timedelta:
+        """How far before the close a response's time-decay weight is halved."""
+        return timedelta(days=self.time_decay_half_life_days)
+
+
 class Policy(_Frozen):
     """Every definition a projection depends on; `version` is stamped on its results."""
 
@@ -178,6 +198,7 @@ class Policy(_Frozen):
     merge: MergePolicy
     waste: WasteLabels
     stall: StallPolicy
+    attribution: AttributionPolicy
 
     @model_validator(mode="after")
     def _stages_are_known(self) -> Self:
@@ -203,6 +224,9 @@ class Policy(_Frozen):
             for stage in thresholds
             if stage not in known
         ]
+        if self.attribution.opportunity_stage not in known:
+            stage = self.attribution.opportunity_stage
+            problems.append((("attribution", "opportunity_stage"), f"unknown stage {stage!r}"))
         if problems:
             raise _KeyProblems(problems)
         return self

@@ -29,6 +29,7 @@ from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
 from projections.rollup import DIMENSIONS
 from streams.broker import broker_status, start_broker, stop_broker
 from streams.cli_alerts import register as register_alerts
+from streams.cli_campaigns import register as register_campaigns
 from streams.cli_history import register as register_history
 from streams.cli_simulate import simulate
 from streams.errors import GembaError
@@ -273,6 +274,7 @@ def demo(
 cli.add_command(simulate)
 register_alerts(cli)
 register_history(cli)
+register_campaigns(cli)
 
 
 def main() -> None:

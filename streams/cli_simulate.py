@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import sys
 import time
@@ -97,6 +98,18 @@ def _write_lines(records: Iterable[SimulatedEvent], out: Path | None) -> None:
             target.flush()
 
 
+def _write_campaigns(config: SimulationConfig, path: Path) -> None:
+    """The simulated campaigns with their costs (not events: costs come from a file)."""
+    truth = ground_truth(config)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["campaign_id", "name", "cost"])
+        for campaign_id in sorted(truth.campaign_costs):
+            name = truth.campaign_names.get(campaign_id, "")
+            writer.writerow([campaign_id, name, f"{truth.campaign_costs[campaign_id]}.00"])
+    err.print(f"wrote {len(truth.campaign_costs)} campaigns with their costs to {path}")
+
+
 @click.command()
 @click.option("--seed", default=42, show_default=True)
 @click.option("--accounts", default=400, show_default=True)
@@ -120,11 +133,16 @@ def _write_lines(records: Iterable[SimulatedEvent], out: Path | None) -> None:
 )  # fmt: skip
 @click.option("--duration", type=float, default=None, help="Live: stop after this many seconds.")
 @click.option("--truth", is_flag=True, help="Print the planted ground truth as JSON and exit.")
+@click.option(
+    "--campaigns-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Also write the campaigns (id, name, cost) as CSV, for `gemba campaigns --costs`.",
+)  # fmt: skip
 @click.pass_context
 def simulate(
     ctx: click.Context, seed: int, accounts: int, reps: int, campaigns: int, deals: int,
     months: int, end: str, out: Path | None, kafka: bool, live: bool, no_history: bool,
     rate: float | None, speed: float | None, duration: float | None, truth: bool,
+    campaigns_out: Path | None,
 ) -> None:  # fmt: skip
     """Simulate a B2B sales organisation: history, then (with --live) a live stream.
 
@@ -144,6 +162,10 @@ def simulate(
         document = dataclasses.asdict(ground_truth(config))
         click.echo(orjson.dumps(document, default=sorted, option=orjson.OPT_INDENT_2).decode())
         return
+    if campaigns_out is not None:
+        _write_campaigns(config, campaigns_out)
+        if not kafka and out is None:
+            return
     if not kafka and out is None:
         raise click.UsageError("say where the events go: --out FILE (or -) or --kafka")
     settings: Settings = ctx.obj

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from projections import Policy, PolicyError, default_policy, load_policy, parse_policy
 
-DEFAULT_VERSION = "default-7c612ffb9ba1"
+DEFAULT_VERSION = "default-8c143dd56219"
 
 
 def default_text() -> str:
@@ -178,3 +178,18 @@ def test_a_policy_is_frozen() -> None:
     with pytest.raises(ValidationError):
         default_policy().name = "changed"  # type: ignore[misc]
     assert isinstance(default_policy(), Policy)
+
+
+def test_the_default_policy_links_campaigns_over_ninety_days_and_halves_credit_weekly() -> None:
+    attribution = default_policy().attribution
+    assert attribution.lookback == timedelta(days=90)
+    assert attribution.time_decay_half_life == timedelta(days=7)
+    assert attribution.opportunity_stage == "Discovery"
+
+
+def test_an_unknown_opportunity_stage_is_refused_with_its_key_and_line() -> None:
+    text = edited('opportunity_stage = "Discovery"', 'opportunity_stage = "Demo"')
+    [problem] = refusal(text).problems
+    assert problem.key == "attribution.opportunity_stage"
+    assert problem.line == line_number(text, 'opportunity_stage = "Demo"')
+    assert "unknown stage 'Demo'" in problem.reason

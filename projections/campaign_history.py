@@ -1,0 +1,136 @@
+"""Campaigns over history: the event log as known at a time, turned into linked journeys."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+
+from events.models import CampaignResponded, EventBase
+from projections.attribution import AttributionModel
+from projections.campaign_flow import FlowLink, campaign_flow
+from projections.campaign_report import CampaignRow, ModelComparison, campaign_table, compare_models
+from projections.campaigns import DealFacts, Journey, deal_facts_from_events, link_responses
+from projections.errors import DealNotOpened, ProjectionError
+from projections.markov import MarkovModel, fit_markov
+from projections.policy import Policy
+from projections.shapley import ShapleyModel, fit_shapley
+from projections.totals import Totals
+from projections.value_stream import deal_value_stream
+
+__all__ = ["CampaignHistory", "campaign_history"]
+
+
+def _known_by(event: EventBase, recorded_at: datetime, as_of: datetime | None) -> bool:
+    """Known at `as_of`: it had occurred and been recorded by then (all, without `as_of`)."""
+    return as_of is None or (event.occurred_at <= as_of and recorded_at <= as_of)
+
+
+@dataclass(frozen=True)
+class CampaignHistory:
+    """Every deal's journey (its linked responses), all responses, and the deals' totals.
+
+    Built once from the log; each method answers one question over it. The
+    data-driven models are fitted once, over every closed journey, on first use.
+    """
+
+    policy: Policy
+    as_of: datetime | None
+    events_read: int
+    events_known: int
+    journeys: tuple[Journey, ...]
+    responses: tuple[CampaignResponded, ...]
+    totals_by_deal: Mapping[str, Totals]
+    _fitted: dict[str, MarkovModel | ShapleyModel] = field(default_factory=dict, repr=False)
+
+    @property
+    def markov(self) -> MarkovModel:
+        """The Markov chain over every closed journey (fitted on first use)."""
+        model = self._fitted.get("markov") or fit_markov(self.journeys)
+        self._fitted["markov"] = model
+        assert isinstance(model, MarkovModel)
+        return model
+
+    @property
+    def shapley(self) -> ShapleyModel:
+        """The Shapley characteristic function over every closed journey (fitted on first use)."""
+        model = self._fitted.get("shapley") or fit_shapley(self.journeys)
+        self._fitted["shapley"] = model
+        assert isinstance(model, ShapleyModel)
+        return model
+
+    def _models(self, model: AttributionModel) -> dict[str, MarkovModel | ShapleyModel]:
+        if model is AttributionModel.MARKOV:
+            return {"markov": self.markov}
+        if model is AttributionModel.SHAPLEY:
+            return {"shapley": self.shapley}
+        return {}
+
+    def table(
+        self, model: AttributionModel | str, costs: Mapping[str, Decimal] = MappingProxyType({})
+    ) -> tuple[CampaignRow, ...]:
+        """One row per campaign under `model` (see campaign_table)."""
+        chosen = AttributionModel(model)
+        return campaign_table(
+            self.journeys,
+            chosen,
+            responses=self.responses,
+            costs=costs,
+            totals_by_deal=self.totals_by_deal,
+            half_life=self.policy.attribution.time_decay_half_life,
+            **self._models(chosen),  # type: ignore[arg-type]
+        )
+
+    def compare(self, rank_shift: int = 3) -> tuple[ModelComparison, ...]:
+        """Every campaign's credit and rank under every model, with what stands out."""
+        return compare_models(
+            self.journeys,
+            half_life=self.policy.attribution.time_decay_half_life,
+            markov=self.markov,
+            shapley=self.shapley,
+            rank_shift=rank_shift,
+        )
+
+    def flow(self) -> list[FlowLink]:
+        """Sankey links: campaign -> opening stage -> furthest stage -> outcome."""
+        return campaign_flow(self.journeys, self.policy.stages.order)
+
+
+def campaign_history(
+    records: Iterable[tuple[EventBase, datetime]], policy: Policy, as_of: datetime | None = None
+) -> CampaignHistory:
+    """Link every deal known at `as_of` to the campaign responses of its account.
+
+    `records` are (event, recorded_at) pairs in any order, duplicates allowed: only
+    events that occurred, and were recorded, by `as_of` count (all without it), as
+    in a replay. Each deal's value-stream totals run to its own latest known event.
+    """
+    if as_of is not None and as_of.utcoffset() is None:
+        raise ProjectionError("as_of must be timezone-aware, like event times")
+    by_deal: defaultdict[str, list[EventBase]] = defaultdict(list)
+    responses: list[CampaignResponded] = []
+    read = known = 0
+    for event, recorded_at in records:
+        read += 1
+        if not _known_by(event, recorded_at, as_of):
+            continue
+        known += 1
+        if isinstance(event, CampaignResponded):
+            responses.append(event)
+        elif event.deal_id is not None:
+            by_deal[event.deal_id].append(event)
+    deals: list[DealFacts] = []
+    totals: dict[str, Totals] = {}
+    for deal_id in sorted(by_deal):
+        try:
+            deals.append(deal_facts_from_events(by_deal[deal_id], policy))
+            totals[deal_id] = deal_value_stream(by_deal[deal_id], policy).totals
+        except DealNotOpened:
+            continue  # not opened as of then: no deal yet
+    journeys = link_responses(deals, responses, policy.attribution.lookback)
+    return CampaignHistory(
+        policy, as_of, read, known, journeys, tuple(responses), MappingProxyType(totals)
+    )

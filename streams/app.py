@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import faust
 import structlog
@@ -19,13 +19,15 @@ from projections.event_set import preferred_copy
 from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
 from streams.alerts import attach_stall_alerts
+from streams.campaigns import attach_campaign_pipeline
 from streams.counts import PipelineCounts
 from streams.deal_store import DealEventStore
+from streams.missed import MissedRecordReader
 from streams.settings import Settings
 from streams.sink import attach_history_sink
 from streams.value_streams import FoldedDeal, ValueStreamFolder
 
-__all__ = ["FoldObserver", "ValueStreamPipeline", "create_app"]
+__all__ = ["FactListener", "FoldObserver", "ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
 BATCH_MAX = 5000
@@ -52,6 +54,10 @@ def _raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
     )  # fmt: skip
 
 
+FactListener = Callable[[EventBase], Awaitable[None]]
+"""Called with each fact the pipeline takes, before its message is acked (e.g. to forward it)."""
+
+
 class FoldObserver(Protocol):
     """Something that reacts to folded deals and to event time moving on (e.g. stall alerts)."""
 
@@ -60,6 +66,20 @@ class FoldObserver(Protocol):
 
     async def batch_done(self, watermark: datetime | None) -> None:
         """A batch was taken; `watermark` is the latest event time in it (None if none)."""
+
+
+class _Delivery(NamedTuple):
+    """What the pipeline reads of a record, whether Faust delivered it or it was read back."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, message: Any) -> _Delivery:
+        return cls(message.topic, message.partition, message.offset, message.key, message.value)
 
 
 @dataclass
@@ -85,6 +105,9 @@ class ValueStreamPipeline:
     counters: TableT[Any, Any]  # source partition -> PipelineCounts
     contributions: TableT[Any, Any]  # deal_id -> Contribution
     observers: list[FoldObserver] = field(default_factory=list)
+    reader: MissedRecordReader | None = None
+    """Reads back offsets Faust skipped (see streams/missed.py); None: they stay missing."""
+    fact_listeners: list[FactListener] = field(default_factory=list)
     _pending: list[EventT[bytes]] = field(default_factory=list)
     _touched: dict[str, EventT[bytes]] = field(default_factory=dict)
     _watermark: datetime | None = None
@@ -107,6 +130,7 @@ class ValueStreamPipeline:
             store=DealEventStore.build(app),
             counters=app.Table("pipeline-counts", default=dict),
             contributions=app.Table("deal-contributions", default=dict),
+            reader=MissedRecordReader(settings.bootstrap_servers),
         )
 
     async def take(self, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
@@ -114,19 +138,14 @@ class ValueStreamPipeline:
         async with self._lock:
             # Table writes go to the changelog partition of the current event.
             stream._set_current_event(event)  # type: ignore[attr-defined]
-            fact = await self._take(event)
+            for missed in await self._missed_before(event.message):
+                await self._take_fact(event, missed)
+            await self._take_fact(event, _Delivery.of(event.message))
             self._last_taken = time.monotonic()
             if not self._pending:
                 self._first_pending = self._last_taken
             self._pending.append(event)
             self._catching_up = time.time() - event.message.timestamp > CATCH_UP_LAG_S
-            if fact is not None:
-                self._watermark = max(self._watermark or fact.occurred_at, fact.occurred_at)
-                self.latest_event_time = max(
-                    self.latest_event_time or fact.occurred_at, fact.occurred_at
-                )
-                if fact.deal_id is not None:
-                    self._touched[fact.deal_id] = event
             if len(self._pending) >= self._batch_limits()[0]:
                 await self._flush(stream)
 
@@ -167,14 +186,36 @@ class ValueStreamPipeline:
             await stream.ack(event)
         self._pending, self._touched, self._watermark = [], {}, None
 
-    async def _take(self, event: EventT[bytes]) -> EventBase | None:
-        message = event.message
+    async def _missed_before(self, message: Any) -> list[_Delivery]:
+        """The records of the message's partition Faust skipped since the last one counted."""
+        counts = self._partition_counts(message.partition)
+        expected = counts.last_offset + 1
+        if self.reader is None or counts.last_offset < 0 or message.offset <= expected:
+            return []
+        missed = await self.reader.read(
+            message.topic, message.partition, expected, message.offset - 1
+        )
+        return [_Delivery.of(record) for record in missed]
+
+    async def _take_fact(self, event: EventT[bytes], delivery: _Delivery) -> EventBase | None:
+        """Take one record (the event's own, or one read back before it) and note its fact."""
+        fact = await self._take(event, delivery)
+        if fact is not None:
+            self._watermark = max(self._watermark or fact.occurred_at, fact.occurred_at)
+            self.latest_event_time = max(
+                self.latest_event_time or fact.occurred_at, fact.occurred_at
+            )
+            if fact.deal_id is not None:
+                self._touched[fact.deal_id] = event
+        return fact
+
+    async def _take(self, event: EventT[bytes], message: _Delivery) -> EventBase | None:
         counts = self._partition_counts(message.partition)
         self._count_events[message.partition] = event
         try:
             fact = decode(message.value or b"")
         except EventRejected as exc:
-            await self._dead_letter(event, str(exc))
+            await self._dead_letter(message, str(exc))
             self._counts[message.partition] = counts.dead_lettered_at(message.offset)
             return None
         deal_id = fact.deal_id
@@ -190,6 +231,8 @@ class ValueStreamPipeline:
             if deal_id in self._decoded:
                 self._decoded[deal_id][fact.event_id] = fact
         self._counts[message.partition] = counts.processed_at(message.offset)
+        for listener in self.fact_listeners:
+            await listener(fact)
         return fact
 
     def _partition_counts(self, partition: int) -> PipelineCounts:
@@ -204,8 +247,7 @@ class ValueStreamPipeline:
             self.counters[str(partition)] = self._counts[partition].to_dict()
         self._count_events = {}
 
-    async def _dead_letter(self, event: EventT[bytes], reason: str) -> None:
-        message = event.message
+    async def _dead_letter(self, message: _Delivery, reason: str) -> None:
         headers = {
             "reason": reason.encode(),
             "source.topic": message.topic.encode(),
@@ -364,5 +406,6 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
     _register_pages(app, pipeline)
     app.gemba_pipeline = pipeline  # type: ignore[attr-defined]
     attach_stall_alerts(app, pipeline, settings)
+    attach_campaign_pipeline(app, pipeline, settings)
     attach_history_sink(app, settings)
     return app

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         return host
 
     @property
+    def touches_by_account_topic(self) -> str:
+        """The worker's internal copy of deal and campaign-response events, keyed by account."""
+        return f"{self.touches_topic}-by-account"
+
+    @property
     def local_broker(self) -> bool:
         """True when Gemba runs its own broker rather than using KAFKA_BOOTSTRAP_SERVERS."""
         return not self.kafka_bootstrap_servers

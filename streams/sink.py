@@ -28,6 +28,7 @@ from projections.history_db import (
 )
 from projections.policy import Policy, default_policy, load_policy
 from streams.alerts import alerts_topic
+from streams.missed import MissedRecord, MissedRecordReader
 from streams.settings import Settings
 
 __all__ = ["HistorySink", "attach_history_sink", "log_record"]
@@ -67,11 +68,31 @@ def log_record(event: EventT[bytes]) -> LogRecord:
 
 @dataclass
 class _Taken:
-    """A message read and not yet archived: acked once its batch commits."""
+    """A message read and not yet archived: acked once its batch commits (a record read back
+    from Kafka, which Faust never delivered, has nothing to ack)."""
 
     kind: Kind
-    stream: faust.StreamT[bytes]
-    event: EventT[bytes]
+    stream: faust.StreamT[bytes] | None
+    event: EventT[bytes] | None
+    record: LogRecord | None = None
+
+    def log_record(self) -> LogRecord:
+        if self.record is not None:
+            return self.record
+        assert self.event is not None
+        return log_record(self.event)
+
+
+def _read_back(missed: MissedRecord) -> LogRecord:
+    return LogRecord(
+        topic=missed.topic,
+        partition=missed.partition,
+        offset=missed.offset,
+        recorded_at=recorded_at_from_ms(missed.timestamp_ms),
+        value=missed.value,
+        key=missed.key,
+        headers=dict(missed.headers),
+    )
 
 
 @dataclass
@@ -113,6 +134,8 @@ class HistorySink:
 
     path: Path
     writer: HistoryWriter
+    reader: MissedRecordReader | None = None
+    """Reads back offsets Faust skipped (see streams/missed.py); None: gaps are only logged."""
     counts: SinkCounts = field(default_factory=SinkCounts)
     _next: dict[tuple[str, int], int] | None = None
     """Next offset per (topic, partition) the archive holds (committed), once read."""
@@ -146,6 +169,10 @@ class HistorySink:
             return
         if message.offset < self._taken.get(key, 0):
             return  # a copy of a pending message (a rebalance re-read it): acked with it
+        expected = self._taken.get(key, held.get(key, 0))
+        if message.offset > expected and self.reader is not None:
+            missed = await self.reader.read(*key, expected, message.offset - 1)
+            self._pending += [_Taken(kind, None, None, _read_back(each)) for each in missed]
         self._taken[key] = message.offset + 1
         now = time.monotonic()
         if not self._pending:
@@ -211,7 +238,8 @@ class HistorySink:
         finally:
             self._flushing = False
         for item in taken:
-            await item.stream.ack(item.event)
+            if item.stream is not None and item.event is not None:
+                await item.stream.ack(item.event)
         self._archived(outcome, len(taken))
 
     def _failed(self, taken: list[_Taken], reason: str, *, warn: bool) -> None:
@@ -302,7 +330,7 @@ class HistorySink:
 def _batch(taken: list[_Taken]) -> ArchiveBatch:
     records: dict[Kind, list[LogRecord]] = {"events": [], "dead_letters": [], "alerts": []}
     for item in taken:
-        records[item.kind].append(log_record(item.event))
+        records[item.kind].append(item.log_record())
     return ArchiveBatch(**records)
 
 
@@ -340,7 +368,11 @@ def attach_history_sink(app: faust.App, settings: Settings) -> HistorySink | Non
     """
     if not settings.history_sink:
         return None
-    sink = HistorySink(settings.history_db_path, HistoryWriter(_policy(app, settings)))
+    sink = HistorySink(
+        settings.history_db_path,
+        HistoryWriter(_policy(app, settings)),
+        MissedRecordReader(settings.bootstrap_servers),
+    )
     _archive_agent(app, sink, "events", _raw_topic(app, settings.touches_topic))
     _archive_agent(app, sink, "dead_letters", _raw_topic(app, settings.dead_letter_topic))
     # The alert topic is declared (created) by the worker before it subscribes.

@@ -7,6 +7,7 @@ from faust.worker import Worker
 
 from events.producer import check_reachable, ensure_topic
 from streams.app import create_app
+from streams.campaigns import ACCOUNT_TOPIC_CONFIG
 from streams.settings import Settings
 
 __all__ = ["ensure_topics", "run_worker"]
@@ -19,14 +20,16 @@ def ensure_topics(settings: Settings, app: faust.App | None = None) -> None:
     """Create every topic the worker uses, before it starts, if missing.
 
     The event log and dead letters keep everything; the value streams and the
-    tables' changelogs are compacted. Creating the changelogs here, rather than
-    letting Faust declare them at start-up, avoids a race on a fresh broker in
-    which a table is first written before its changelog's metadata is known.
+    tables' changelogs are compacted; the by-account copy of deal and response
+    events (streams.campaigns) keeps a week. Creating the changelogs here, rather
+    than letting Faust declare them at start-up, avoids a race on a fresh broker
+    in which a table is first written before its changelog's metadata is known.
     """
     servers, partitions = settings.bootstrap_servers, settings.topic_partitions
     for topic in (settings.touches_topic, settings.dead_letter_topic):
         ensure_topic(servers, topic, partitions)
     ensure_topic(servers, settings.value_streams_topic, partitions, COMPACTED)
+    ensure_topic(servers, settings.touches_by_account_topic, partitions, ACCOUNT_TOPIC_CONFIG)
     for table in app.tables.values() if app is not None else ():
         ensure_topic(servers, table.changelog_topic.get_topic_name(), partitions, COMPACTED)
 

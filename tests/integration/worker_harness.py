@@ -450,16 +450,20 @@ class TouchStream:
         return max(event.occurred_at for event in self.events)
 
 
-def realistic_touches(deals: int, seed: int = 7) -> TouchStream:
+def realistic_touches(deals: int, seed: int = 7, accounts: int | None = None) -> TouchStream:
     """Simulated history with the disorder of real life, and poison messages interleaved.
 
     A quarter of the deals have their events published in a shuffled order (each
     still in its deal's partition, so the worker sees them out of order: some
     touches before their deal_opened); one event in twenty is published again
     later (same bytes, same event_id); the poison messages are spread evenly,
-    each keyed like the good event before it.
+    each keyed like the good event before it. `accounts` narrows the market (the
+    simulator's default otherwise), so that more deals share accounts and campaigns.
     """
-    records = list(history_records(SimulationConfig(seed=seed, deals=deals)))
+    config = SimulationConfig(seed=seed, deals=deals)
+    if accounts is not None:
+        config = SimulationConfig(seed=seed, deals=deals, accounts=accounts)
+    records = list(history_records(config))
     events = [decode(record.line) for record in records]
     keys = [record.key.encode() for record in records]
     values = [record.line for record in records]

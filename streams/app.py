@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from projections.event_set import preferred_copy
 from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
 from streams.alerts import attach_stall_alerts
+from streams.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
 from streams.campaigns import attach_campaign_pipeline
 from streams.counts import PipelineCounts
 from streams.deal_store import DealEventStore
@@ -30,19 +30,6 @@ from streams.value_streams import FoldedDeal, ValueStreamFolder
 __all__ = ["FactListener", "FoldObserver", "ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
-BATCH_MAX = 5000
-BATCH_TIMER_S = 0.1
-BATCH_QUIET_S = 0.2
-BATCH_MAX_AGE_S = 2.0
-CATCH_UP_LAG_S = 5.0
-"""Messages written to Kafka longer ago than this mean the worker is catching up (history)."""
-CATCH_UP_BATCH_MAX = 50_000
-CATCH_UP_MAX_AGE_S = 15.0
-"""While catching up, batches grow this large (or old): history is in event-time order,
-so a batch touches nearly as many deals as it holds events when it is small, and each
-deal refolded once per batch made the fold cost grow with the lag it was meant to cut."""
-YIELD_EVERY_DEALS = 200
-"""A long flush gives the event loop a turn this often (web pages, timers, heartbeats)."""
 DECODED_DEALS = 20_000
 """Deals whose events are kept decoded in memory (the rest are decoded when refolded)."""
 
@@ -87,10 +74,8 @@ class ValueStreamPipeline:
     """The worker's state and what it does with each message of `touches`.
 
     Messages are taken one by one (stored, counted or dead-lettered) and folded in
-    batches: each touched deal once per batch of up to BATCH_MAX messages, or when
-    the stream has been quiet for BATCH_QUIET_S, or after BATCH_MAX_AGE_S; while the
-    worker is catching up (its messages were written over CATCH_UP_LAG_S ago),
-    batches grow to CATCH_UP_BATCH_MAX messages or CATCH_UP_MAX_AGE_S.
+    batches: each touched deal once per batch (streams.batching.Batch says when one is
+    due: by size, quiet or age, and larger while the worker is catching up).
 
     Every table is changelog-backed. Writes are idempotent (a deal's events are keyed
     by event_id; counters count each offset once; roll-ups apply the difference
@@ -108,14 +93,10 @@ class ValueStreamPipeline:
     reader: MissedRecordReader | None = None
     """Reads back offsets Faust skipped (see streams/missed.py); None: they stay missing."""
     fact_listeners: list[FactListener] = field(default_factory=list)
-    _pending: list[EventT[bytes]] = field(default_factory=list)
-    _touched: dict[str, EventT[bytes]] = field(default_factory=dict)
+    _batch: Batch = field(default_factory=Batch)
     _watermark: datetime | None = None
     latest_event_time: datetime | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _last_taken: float = 0.0
-    _first_pending: float = 0.0
-    _catching_up: bool = False
     _decoded: OrderedDict[str, dict[str, EventBase]] = field(default_factory=OrderedDict)
     _counts: dict[int, PipelineCounts] = field(default_factory=dict)
     _count_events: dict[int, EventT[bytes]] = field(default_factory=dict)
@@ -141,12 +122,8 @@ class ValueStreamPipeline:
             for missed in await self._missed_before(event.message):
                 await self._take_fact(event, missed)
             await self._take_fact(event, _Delivery.of(event.message))
-            self._last_taken = time.monotonic()
-            if not self._pending:
-                self._first_pending = self._last_taken
-            self._pending.append(event)
-            self._catching_up = time.time() - event.message.timestamp > CATCH_UP_LAG_S
-            if len(self._pending) >= self._batch_limits()[0]:
+            self._batch.add(event)
+            if self._batch.full:
                 await self._flush(stream)
 
     async def flush_if_due(self, stream: faust.StreamT[bytes]) -> None:
@@ -156,17 +133,8 @@ class ValueStreamPipeline:
         (catching up on history) batches grow, and each deal is folded fewer times.
         """
         async with self._lock:
-            now = time.monotonic()
-            quiet = now - self._last_taken >= BATCH_QUIET_S
-            old = now - self._first_pending >= self._batch_limits()[1]
-            if self._pending and (quiet or old):
+            if self._batch.due:
                 await self._flush(stream)
-
-    def _batch_limits(self) -> tuple[int, float]:
-        """Messages and seconds a batch may gather before it is folded."""
-        if self._catching_up:
-            return CATCH_UP_BATCH_MAX, CATCH_UP_MAX_AGE_S
-        return BATCH_MAX, BATCH_MAX_AGE_S
 
     async def _flush(self, stream: faust.StreamT[bytes]) -> None:
         """Fold every touched deal once, tell the observers, then ack the messages.
@@ -174,17 +142,18 @@ class ValueStreamPipeline:
         Acking only after the fold means a crash replays the unfolded messages: the
         pipeline is at-least-once end to end, and every write is idempotent.
         """
-        for done, (deal_id, last_event) in enumerate(sorted(self._touched.items()), 1):
+        pending, touched = self._batch.close()
+        for done, (deal_id, last_event) in enumerate(sorted(touched.items()), 1):
             stream._set_current_event(last_event)  # type: ignore[attr-defined]
             await self._refold(deal_id, last_event.message.partition)
-            if done % YIELD_EVERY_DEALS == 0:
+            if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         self._save_counts(stream)
         for observer in self.observers:
             await observer.batch_done(self._watermark)
-        for event in self._pending:
+        for event in pending:
             await stream.ack(event)
-        self._pending, self._touched, self._watermark = [], {}, None
+        self._watermark = None
 
     async def _missed_before(self, message: Any) -> list[_Delivery]:
         """The records of the message's partition Faust skipped since the last one counted."""
@@ -206,7 +175,7 @@ class ValueStreamPipeline:
                 self.latest_event_time or fact.occurred_at, fact.occurred_at
             )
             if fact.deal_id is not None:
-                self._touched[fact.deal_id] = event
+                self._batch.touch(fact.deal_id, event)
         return fact
 
     async def _take(self, event: EventT[bytes], message: _Delivery) -> EventBase | None:
@@ -215,7 +184,7 @@ class ValueStreamPipeline:
         try:
             fact = decode(message.value or b"")
         except EventRejected as exc:
-            await self._dead_letter(message, str(exc))
+            await send_dead_letter(self.dead_letters, message, str(exc))
             self._counts[message.partition] = counts.dead_lettered_at(message.offset)
             return None
         deal_id = fact.deal_id
@@ -246,19 +215,6 @@ class ValueStreamPipeline:
             stream._set_current_event(event)  # type: ignore[attr-defined]
             self.counters[str(partition)] = self._counts[partition].to_dict()
         self._count_events = {}
-
-    async def _dead_letter(self, message: _Delivery, reason: str) -> None:
-        headers = {
-            "reason": reason.encode(),
-            "source.topic": message.topic.encode(),
-            "source.partition": str(message.partition).encode(),
-            "source.offset": str(message.offset).encode(),
-        }
-        await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
-        log.warning(
-            "event_dead_lettered", topic=message.topic, partition=message.partition,
-            offset=message.offset, reason=reason,
-        )  # fmt: skip
 
     async def _refold(self, deal_id: str, partition: int) -> None:
         try:

@@ -26,7 +26,6 @@ again and recomputes, and the same events give the same contribution.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from events import (
 from projections.campaign_rollup import AccountContribution, CampaignRollups, account_contribution
 from projections.event_set import preferred_copy
 from projections.policy import Policy
+from streams.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
 from streams.deal_store import DealEventStore
 from streams.settings import Settings
 
@@ -74,16 +74,6 @@ ACCOUNT_TOPIC_CONFIG = {"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.poli
 new consumer group rebuilds it from `touches`; a week covers any pause of the agent."""
 FORWARDED = (DealOpened, StageChanged, DealWon, DealLost, CampaignResponded)
 """The facts attribution needs: a deal's milestones and outcome, and the responses."""
-BATCH_MAX = 5000
-BATCH_TIMER_S = 0.1
-BATCH_QUIET_S = 0.2
-BATCH_MAX_AGE_S = 2.0
-CATCH_UP_LAG_S = 5.0
-"""Messages forwarded longer ago than this mean the agent is catching up (after a pause)."""
-CATCH_UP_BATCH_MAX = 50_000
-CATCH_UP_MAX_AGE_S = 10.0
-YIELD_EVERY_ACCOUNTS = 100
-"""A long flush gives the event loop a turn this often (web pages, timers, heartbeats)."""
 DECODED_ACCOUNTS = 5_000
 """Accounts whose events are kept decoded in memory (the rest are decoded when recomputed)."""
 
@@ -120,9 +110,8 @@ class CampaignPipeline:
     """Each account's deal and response facts, its contribution per campaign, and the totals.
 
     Messages are taken one by one (stored by account and event id, or dead-lettered)
-    and each touched account is recomputed once per batch: up to BATCH_MAX messages,
-    or when the topic has been quiet for BATCH_QUIET_S, or after BATCH_MAX_AGE_S
-    (CATCH_UP_BATCH_MAX and CATCH_UP_MAX_AGE_S while catching up). Messages are
+    and each touched account is recomputed once per batch (streams.batching.Batch
+    says when one is due: by size, quiet or age, larger while catching up). Messages are
     acked after the batch, so the replay that follows a crash recomputes them.
     """
 
@@ -131,12 +120,8 @@ class CampaignPipeline:
     store: DealEventStore  # each account's encoded events, one changelog record per event
     contributions: TableT[Any, Any]  # account_id -> AccountContribution
     dead_letters: TopicT
-    _pending: list[EventT[bytes]] = field(default_factory=list)
-    _touched: dict[str, EventT[bytes]] = field(default_factory=dict)
+    _batch: Batch = field(default_factory=Batch)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _last_taken: float = 0.0
-    _first_pending: float = 0.0
-    _catching_up: bool = False
     _decoded: OrderedDict[str, dict[str, EventBase]] = field(default_factory=OrderedDict)
     _rollups: CampaignRollups | None = None
 
@@ -160,47 +145,35 @@ class CampaignPipeline:
             # Table writes go to the changelog partition of the current event.
             stream._set_current_event(event)  # type: ignore[attr-defined]
             account_id = await self._keep(event)
-            self._last_taken = time.monotonic()
-            if not self._pending:
-                self._first_pending = self._last_taken
-            self._pending.append(event)
-            self._catching_up = time.time() - event.message.timestamp > CATCH_UP_LAG_S
+            self._batch.add(event)
             if account_id is not None:
-                self._touched[account_id] = event
-            if len(self._pending) >= self._batch_limits()[0]:
+                self._batch.touch(account_id, event)
+            if self._batch.full:
                 await self._flush(stream)
 
     async def flush_if_due(self, stream: faust.StreamT[bytes]) -> None:
         """Recompute what has gathered once the topic goes quiet or the batch grows old."""
         async with self._lock:
-            now = time.monotonic()
-            quiet = now - self._last_taken >= BATCH_QUIET_S
-            old = now - self._first_pending >= self._batch_limits()[1]
-            if self._pending and (quiet or old):
+            if self._batch.due:
                 await self._flush(stream)
-
-    def _batch_limits(self) -> tuple[int, float]:
-        if self._catching_up:
-            return CATCH_UP_BATCH_MAX, CATCH_UP_MAX_AGE_S
-        return BATCH_MAX, BATCH_MAX_AGE_S
 
     async def _flush(self, stream: faust.StreamT[bytes]) -> None:
         """Recompute every touched account once, then ack the batch's messages."""
-        for done, (account_id, last_event) in enumerate(sorted(self._touched.items()), 1):
+        pending, touched = self._batch.close()
+        for done, (account_id, last_event) in enumerate(sorted(touched.items()), 1):
             stream._set_current_event(last_event)  # type: ignore[attr-defined]
             self._retally(account_id)
-            if done % YIELD_EVERY_ACCOUNTS == 0:
+            if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-        for event in self._pending:
+        for event in pending:
             await stream.ack(event)
-        self._pending, self._touched = [], {}
 
     async def _keep(self, event: EventT[bytes]) -> str | None:
         """Store the message's fact under its account; None if it had to be dead-lettered."""
         try:
             fact = decode(event.message.value or b"")
         except EventRejected as exc:
-            await self._dead_letter(event, str(exc))
+            await send_dead_letter(self.dead_letters, event.message, str(exc))
             return None
         account_id = fact.account_id
         held = self.store.events_of(account_id).get(fact.event_id)
@@ -214,20 +187,6 @@ class CampaignPipeline:
         if account_id in self._decoded:
             self._decoded[account_id][fact.event_id] = fact
         return account_id
-
-    async def _dead_letter(self, event: EventT[bytes], reason: str) -> None:
-        message = event.message
-        headers = {
-            "reason": reason.encode(),
-            "source.topic": message.topic.encode(),
-            "source.partition": str(message.partition).encode(),
-            "source.offset": str(message.offset).encode(),
-        }
-        await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
-        log.warning(
-            "event_dead_lettered", topic=message.topic, partition=message.partition,
-            offset=message.offset, reason=reason,
-        )  # fmt: skip
 
     def _retally(self, account_id: str) -> None:
         """Recompute one account; keep its contribution and apply the change to the totals."""

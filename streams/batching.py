@@ -1,0 +1,101 @@
+"""Batches of messages an agent folds together, and dead letters: shared by the worker's agents."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from faust.types import EventT, TopicT
+
+__all__ = ["BATCH_TIMER_S", "YIELD_EVERY", "Batch", "send_dead_letter"]
+
+log = structlog.get_logger("gemba.worker")
+
+BATCH_MAX = 5000
+BATCH_TIMER_S = 0.1
+BATCH_QUIET_S = 0.2
+BATCH_MAX_AGE_S = 2.0
+CATCH_UP_LAG_S = 5.0
+"""Messages written to Kafka longer ago than this mean the agent is catching up (history)."""
+CATCH_UP_BATCH_MAX = 50_000
+CATCH_UP_MAX_AGE_S = 15.0
+"""While catching up, batches grow this large (or old): history is in event-time order,
+so a batch touches nearly as many deals as it holds events when it is small, and each
+deal refolded once per batch made the fold cost grow with the lag it was meant to cut."""
+YIELD_EVERY = 200
+"""A long flush gives the event loop a turn this often (web pages, timers, heartbeats)."""
+
+
+@dataclass
+class Batch:
+    """The messages taken since the last flush (acked after it) and the keys they touched.
+
+    A batch is due when it is full (BATCH_MAX messages), when the stream has been
+    quiet for BATCH_QUIET_S, or when it is BATCH_MAX_AGE_S old; while the agent is
+    catching up (its messages were written over CATCH_UP_LAG_S ago) it may grow to
+    CATCH_UP_BATCH_MAX messages or CATCH_UP_MAX_AGE_S.
+    """
+
+    pending: list[EventT[bytes]] = field(default_factory=list)
+    touched: dict[str, EventT[bytes]] = field(default_factory=dict)
+    """Each key (deal, account) touched, with the last message that touched it."""
+    _last_taken: float = 0.0
+    _first_taken: float = 0.0
+    _catching_up: bool = False
+
+    def add(self, event: EventT[bytes]) -> None:
+        """One more message to ack after the flush."""
+        self._last_taken = time.monotonic()
+        if not self.pending:
+            self._first_taken = self._last_taken
+        self.pending.append(event)
+        self._catching_up = time.time() - event.message.timestamp > CATCH_UP_LAG_S
+
+    def touch(self, key: str, event: EventT[bytes]) -> None:
+        """The message changed `key`: refold it at the flush."""
+        self.touched[key] = event
+
+    def _limits(self) -> tuple[int, float]:
+        if self._catching_up:
+            return CATCH_UP_BATCH_MAX, CATCH_UP_MAX_AGE_S
+        return BATCH_MAX, BATCH_MAX_AGE_S
+
+    @property
+    def full(self) -> bool:
+        """Whether the batch must be flushed before taking more."""
+        return len(self.pending) >= self._limits()[0]
+
+    @property
+    def due(self) -> bool:
+        """Whether a timer should flush it: the stream went quiet, or the batch grew old."""
+        now = time.monotonic()
+        quiet = now - self._last_taken >= BATCH_QUIET_S
+        old = now - self._first_taken >= self._limits()[1]
+        return bool(self.pending) and (quiet or old)
+
+    def close(self) -> tuple[list[EventT[bytes]], dict[str, EventT[bytes]]]:
+        """The messages and touched keys, leaving the batch empty for the next one."""
+        closed = self.pending, self.touched
+        self.pending, self.touched = [], {}
+        return closed
+
+
+async def send_dead_letter(topic: TopicT, message: Any, reason: str) -> None:
+    """Send a record that could not be taken to the dead-letter topic, with where it came from.
+
+    `message` is anything with topic, partition, offset, key and value (a Faust message or
+    a record read back from Kafka); the original bytes go as they were.
+    """
+    headers = {
+        "reason": reason.encode(),
+        "source.topic": message.topic.encode(),
+        "source.partition": str(message.partition).encode(),
+        "source.offset": str(message.offset).encode(),
+    }
+    await topic.send(key=message.key, value=message.value, headers=headers)
+    log.warning(
+        "event_dead_lettered", topic=message.topic, partition=message.partition,
+        offset=message.offset, reason=reason,
+    )  # fmt: skip

@@ -29,6 +29,7 @@ from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
 from projections.rollup import DIMENSIONS
 from streams.broker import broker_status, start_broker, stop_broker
 from streams.cli_alerts import register as register_alerts
+from streams.cli_assumptions import register as register_assumptions
 from streams.cli_campaigns import register as register_campaigns
 from streams.cli_history import register as register_history
 from streams.cli_simulate import simulate
@@ -275,6 +276,7 @@ cli.add_command(simulate)
 register_alerts(cli)
 register_history(cli)
 register_campaigns(cli)
+register_assumptions(cli)
 
 
 def main() -> None:

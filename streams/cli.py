@@ -31,7 +31,9 @@ from streams.broker import broker_status, start_broker, stop_broker
 from streams.cli_alerts import register as register_alerts
 from streams.cli_assumptions import register as register_assumptions
 from streams.cli_campaigns import register as register_campaigns
+from streams.cli_export import register as register_export
 from streams.cli_history import register as register_history
+from streams.cli_import import register as register_import
 from streams.cli_simulate import simulate
 from streams.errors import GembaError
 from streams.logs import configure_logging
@@ -277,6 +279,8 @@ register_alerts(cli)
 register_history(cli)
 register_campaigns(cli)
 register_assumptions(cli)
+register_import(cli)
+register_export(cli)
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ metric = "win_rate"
 expect = "higher"
 cohort = { field = "product", op = "==", value = "No such product" }
 """
+
+
 def _recorded_at(line: bytes) -> datetime:
     return decode(line).occurred_at + timedelta(minutes=1)
 

@@ -26,6 +26,7 @@ from streams.cli import cli
 from streams.cli_export import register as register_export
 from streams.cli_import import register as register_import
 from streams.simulator import SimulationConfig, history_lines
+from tests.shared_data import maven_crm_pipeline
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,7 +35,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).parents[2]
-MAVEN = ROOT / ".." / "shared" / "data" / "maven_crm" / "sales_pipeline.csv"
 MAVEN_MAPPING = ROOT / "deploy" / "mappings" / "maven_crm.toml"
 CONFIG = SimulationConfig(seed=7, deals=25, accounts=12, months=2)
 
@@ -98,7 +98,7 @@ def test_maven_crm_imports_to_json_lines_and_reports_every_refused_row(
 ) -> None:
     out = tmp_path / "maven.jsonl"
 
-    done = run(gemba, "import", "csv", str(MAVEN), "--mapping", str(MAVEN_MAPPING),
+    done = run(gemba, "import", "csv", str(maven_crm_pipeline()), "--mapping", str(MAVEN_MAPPING),
                "--out", str(out), "--show", "2")  # fmt: skip
 
     assert done.exit_code == 1, done.output  # rows were refused; the rest went in
@@ -114,7 +114,15 @@ def test_maven_crm_imports_to_json_lines_and_reports_every_refused_row(
 
 
 def test_a_dry_run_reads_everything_and_writes_nothing(gemba: click.Group, tmp_path: Path) -> None:
-    done = run(gemba, "import", "csv", str(MAVEN), "--mapping", str(MAVEN_MAPPING), "--dry-run")
+    done = run(
+        gemba,
+        "import",
+        "csv",
+        str(maven_crm_pipeline()),
+        "--mapping",
+        str(MAVEN_MAPPING),
+        "--dry-run",
+    )
 
     assert done.exit_code == 1
     assert "would import 13,923 event(s)" in done.stdout
@@ -126,7 +134,7 @@ def test_importing_the_same_file_twice_adds_no_events_to_the_log(
     gemba: click.Group, tmp_path: Path
 ) -> None:
     sample = tmp_path / "sample.csv"
-    sample.write_text("".join(MAVEN.read_text().splitlines(keepends=True)[:400]))
+    sample.write_text("".join(maven_crm_pipeline().read_text().splitlines(keepends=True)[:400]))
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     for out in (first, second):
         run(gemba, "import", "csv", str(sample), "--mapping", str(MAVEN_MAPPING), "--out", str(out))
@@ -156,7 +164,9 @@ def test_a_bad_mapping_stops_the_import_with_what_is_wrong(
     mapping = tmp_path / "m.toml"
     mapping.write_text("shape = 'rows'\n")
 
-    done = run(gemba, "import", "csv", str(MAVEN), "--mapping", str(mapping), "--dry-run")
+    done = run(
+        gemba, "import", "csv", str(maven_crm_pipeline()), "--mapping", str(mapping), "--dry-run"
+    )
 
     assert done.exit_code != 0
     assert 'use "deals" or "events"' in str(done.exception)
@@ -191,7 +201,7 @@ def _closed_port() -> int:
 
 def test_without_a_broker_the_import_fails_fast_saying_what_to_do(gemba: click.Group) -> None:
     started = time.monotonic()
-    done = run(gemba, "import", "csv", str(MAVEN), "--mapping", str(MAVEN_MAPPING),
+    done = run(gemba, "import", "csv", str(maven_crm_pipeline()), "--mapping", str(MAVEN_MAPPING),
                env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}"})  # fmt: skip
 
     assert isinstance(done.exception, PublishError)

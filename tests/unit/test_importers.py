@@ -23,8 +23,8 @@ from events.importers import (
     import_file,
 )
 from events.importers.values import ident, slug
+from tests.shared_data import maven_crm_pipeline
 
-MAVEN = Path(__file__).parents[2] / ".." / "shared" / "data" / "maven_crm" / "sales_pipeline.csv"
 MAVEN_MAPPING = Path(__file__).parents[2] / "deploy" / "mappings" / "maven_crm.toml"
 
 
@@ -438,9 +438,9 @@ def test_a_file_that_is_not_utf8_is_unreadable(tmp_path: Path) -> None:
 
 
 def test_maven_crm_imports_with_every_row_accounted_for_and_outcomes_as_in_the_file() -> None:
-    with MAVEN.open(encoding="utf-8") as handle:
+    with maven_crm_pipeline().open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    items = run("csv", MAVEN, MAVEN_MAPPING)
+    items = run("csv", maven_crm_pipeline(), MAVEN_MAPPING)
 
     found = events(items)
     deals = {event.deal_id for event in found}

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from events.codec import LineRefused, decode_jsonl, encode
 from events.errors import PublishError
 from events.models import EventBase
+from events.pseudonyms import Pseudonymiser
 
 __all__ = [
     "LOG_TOPIC_CONFIG",
@@ -89,15 +90,23 @@ def _unreachable(bootstrap_servers: str, exc: Exception) -> str:
 
 
 class KafkaEventPublisher:
-    """Publishes events keyed by deal (or account), idempotently, acknowledged by all ISRs."""
+    """Publishes events keyed by deal (or account), idempotently, acknowledged by all ISRs.
+
+    This is the door every event goes through on its way to Kafka (`gemba produce`,
+    `gemba ingest`, the importers, the simulator): with a `pseudonymiser`, each
+    event's contact id is replaced by its pseudonym here, before anything is sent.
+    `client_options` are passed to the Kafka client (TLS and SASL settings).
+    """
 
     def __init__(
         self,
         bootstrap_servers: str,
         topic: str,
         client_options: Mapping[str, Any] | None = None,
+        pseudonymiser: Pseudonymiser | None = None,
     ) -> None:
         self.topic = topic
+        self.pseudonymiser = pseudonymiser
         self.sent = 0
         self._failures: list[BaseException] = []
         options: dict[str, Any] = {
@@ -117,10 +126,17 @@ class KafkaEventPublisher:
 
     def publish(self, event: EventBase) -> None:
         """Append one event; its key keeps a deal's events in one partition, in order."""
-        self.publish_encoded(event.partition_key, encode(event))
+        if self.pseudonymiser is not None:
+            event = self.pseudonymiser.event(event)
+        self._send(event.partition_key, encode(event))
 
     def publish_encoded(self, key: str, value: bytes) -> None:
-        """Append pre-encoded bytes under `key`."""
+        """Append pre-encoded bytes under `key` (pseudonymised first, if asked to)."""
+        if self.pseudonymiser is not None:
+            value = self.pseudonymiser.encoded(value)
+        self._send(key, value)
+
+    def _send(self, key: str, value: bytes) -> None:
         future = self._producer.send(self.topic, key=key.encode(), value=value)
         future.add_errback(self._failures.append)
         self.sent += 1

@@ -22,6 +22,8 @@ from streams.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
 from streams.campaigns import attach_campaign_pipeline
 from streams.counts import PipelineCounts
 from streams.deal_store import DealEventStore
+from streams.kafka_clients import faust_broker_credentials
+from streams.metrics import attach_metrics
 from streams.missed import MissedRecordReader
 from streams.settings import Settings
 from streams.sink import attach_history_sink
@@ -111,7 +113,7 @@ class ValueStreamPipeline:
             store=DealEventStore.build(app),
             counters=app.Table("pipeline-counts", default=dict),
             contributions=app.Table("deal-contributions", default=dict),
-            reader=MissedRecordReader(settings.bootstrap_servers),
+            reader=MissedRecordReader.from_settings(settings),
         )
 
     async def take(self, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
@@ -322,6 +324,7 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=faust_broker_credentials(settings),
         store=settings.worker_store,
         datadir=str(settings.worker_dir),
         topic_partitions=settings.topic_partitions,
@@ -364,4 +367,5 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
     attach_stall_alerts(app, pipeline, settings)
     attach_campaign_pipeline(app, pipeline, settings)
     attach_history_sink(app, settings)
+    attach_metrics(app)
     return app

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 
 from events import EVENT_TYPES, PublishError, json_schema
-from events.producer import KafkaEventPublisher, ensure_topic, publish_jsonl
+from events.producer import publish_jsonl
 from projections.rollup import DIMENSIONS
 from streams.broker import broker_status, start_broker, stop_broker
 from streams.cli_alerts import register as register_alerts
@@ -34,8 +34,10 @@ from streams.cli_campaigns import register as register_campaigns
 from streams.cli_export import register as register_export
 from streams.cli_history import register as register_history
 from streams.cli_import import register as register_import
+from streams.cli_ingest import register as register_ingest
 from streams.cli_simulate import simulate
 from streams.errors import GembaError
+from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.logs import configure_logging
 from streams.settings import Settings
 
@@ -148,10 +150,10 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
     """
     settings = _settings(ctx)
     topic = topic or settings.touches_topic
-    ensure_topic(settings.bootstrap_servers, topic, settings.topic_partitions)
+    ensure_topic_for(settings, topic)
     size = Path(file.name).stat().st_size if file.name not in {"-", "<stdin>"} else 0
     with (
-        KafkaEventPublisher(settings.bootstrap_servers, topic) as publisher,
+        open_publisher(settings, topic) as publisher,
         _progress(size, "publishing") as advance,
     ):
         report = publish_jsonl(file, publisher, on_line=advance)
@@ -281,6 +283,7 @@ register_campaigns(cli)
 register_assumptions(cli)
 register_import(cli)
 register_export(cli)
+register_ingest(cli)
 
 
 def main() -> None:

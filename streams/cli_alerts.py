@@ -16,6 +16,7 @@ from rich.table import Table
 
 from projections.alerts import AlertKind, StallAlert
 from streams.errors import GembaError
+from streams.kafka_clients import kafka_client_options
 from streams.settings import Settings
 
 __all__ = ["alert_line", "alerts", "follow_alerts", "register"]
@@ -110,8 +111,9 @@ def follow_alerts(
 ) -> Iterator[StallAlert]:
     """Alerts published on `deal-alerts` from now on (from the end of every partition)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
+        **kafka_client_options(settings),
+    )  # fmt: skip
     try:
         partitions = _wait_for_partitions(consumer, settings.alerts_topic)
         assigned = [TopicPartition(settings.alerts_topic, p) for p in sorted(partitions)]

@@ -284,12 +284,14 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
 
     from events import EventRejected, decode
     from projections.history_db import recorded_at_from_ms
+    from streams.kafka_clients import kafka_client_options
 
     topic = settings.touches_topic
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, group_id=None,
             enable_auto_commit=False, auto_offset_reset="earliest",
+            **kafka_client_options(settings),
         )  # fmt: skip
     except KafkaError as exc:
         raise GembaError(f"cannot reach Kafka at {settings.bootstrap_servers} ({exc})") from None

@@ -23,8 +23,9 @@ from rich.progress import (
 from events import EventBase
 from events.codec import encode
 from events.importers import KINDS, ImporterError, ImportRequest, ImportTally, import_file
-from events.producer import KafkaEventPublisher, ensure_topic
+from events.producer import KafkaEventPublisher
 from streams.errors import GembaError
+from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.settings import Settings
 
 __all__ = ["EXIT_REFUSED", "import_command", "register"]
@@ -97,10 +98,8 @@ def _destination(
         return _Nowhere()
     if out is not None:
         return _LinesOut(stack.enter_context(out.open("wb")))
-    ensure_topic(settings.bootstrap_servers, topic, settings.topic_partitions)
-    publisher: KafkaEventPublisher = stack.enter_context(
-        KafkaEventPublisher(settings.bootstrap_servers, topic)
-    )
+    ensure_topic_for(settings, topic)
+    publisher: KafkaEventPublisher = stack.enter_context(open_publisher(settings, topic))
     return publisher
 
 

@@ -15,7 +15,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from events.producer import KafkaEventPublisher, ensure_topic
+from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.settings import Settings
 from streams.simulator import (
     DEFAULT_HISTORY_END,
@@ -63,7 +63,7 @@ def _write_history(config: SimulationConfig, out: Path) -> int:
 
 def _publish(records: Iterable[SimulatedEvent], settings: Settings, label: str) -> int:
     count = 0
-    with KafkaEventPublisher(settings.bootstrap_servers, settings.touches_topic) as publisher:
+    with open_publisher(settings) as publisher:
         for record in records:
             publisher.publish_encoded(record.key, record.line)
             count += 1
@@ -170,7 +170,7 @@ def simulate(
         raise click.UsageError("say where the events go: --out FILE (or -) or --kafka")
     settings: Settings = ctx.obj
     if kafka:
-        ensure_topic(settings.bootstrap_servers, settings.touches_topic, settings.topic_partitions)
+        ensure_topic_for(settings, settings.touches_topic)
     if not no_history:
         if kafka:
             _publish(_history_to_kafka(config, settings), settings, "history")

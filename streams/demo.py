@@ -25,9 +25,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from events.producer import KafkaEventPublisher
 from streams.broker import broker_status, start_broker, stop_broker
 from streams.errors import GembaError
+from streams.kafka_clients import kafka_client_options, open_publisher
 from streams.processes import is_running, spawn, stop_process, wait_for_url
 from streams.settings import Settings
 from streams.simulator import (
@@ -186,7 +186,7 @@ def _load_history(
     )  # fmt: skip
     count, first_deal = 0, None
     with (
-        KafkaEventPublisher(settings.bootstrap_servers, settings.touches_topic) as publisher,
+        open_publisher(settings) as publisher,
         Progress(*columns, console=console, transient=True) as progress,
     ):
         task = progress.add_task("history", total=span, events=0)
@@ -206,7 +206,9 @@ def _load_history(
 
 def _topic_size(settings: Settings) -> int:
     """How many messages the event log holds (sum of end offsets; nothing is deleted)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, **kafka_client_options(settings)
+    )
     try:
         partitions = consumer.partitions_for_topic(settings.touches_topic) or set()
         ends = consumer.end_offsets([TopicPartition(settings.touches_topic, p) for p in partitions])
@@ -272,7 +274,7 @@ def _run_live(settings: Settings, options: DemoOptions, state: DemoState, consol
     since = datetime.fromisoformat(state.live_until or options.simulation.end.isoformat())
     deadline = None if options.live_seconds is None else time.monotonic() + options.live_seconds
     published, last_status = 0, time.monotonic()
-    with KafkaEventPublisher(settings.bootstrap_servers, settings.touches_topic) as publisher:
+    with open_publisher(settings) as publisher:
         live = paced(live_events(options.simulation, since=since), Pace.accelerated(options.speed))
         for event in live:
             if deadline is not None and time.monotonic() >= deadline:

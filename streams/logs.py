@@ -41,10 +41,11 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # Client libraries retry on their own and log every attempt; keep their chatter for debug.
+    # Client libraries retry on their own and log every attempt; keep their chatter for debug,
+    # but never below INFO: at DEBUG kafka-python logs every record's value (message bodies).
     quiet = logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL
     for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(quiet)
+        logging.getLogger(noisy).setLevel(max(quiet, logging.INFO))
     # Faust's producer backpressure ("producer buffer full") and mode's "timer is
     # overlapping" are normal while the worker catches up; nothing to act on.
     for expected in ("faust.transport.producer", "mode.timers"):

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from kafka import KafkaConsumer, TopicPartition
+
+from streams.kafka_clients import kafka_client_options
+from streams.settings import Settings
 
 __all__ = ["MissedRecord", "MissedRecordReader"]
 
@@ -43,6 +48,13 @@ class MissedRecordReader:
     """Reads offset ranges of a partition with a consumer of its own (no group, no commits)."""
 
     bootstrap_servers: str
+    client_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """TLS and SASL options for the consumer (streams.kafka_clients.kafka_client_options)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MissedRecordReader:
+        """A reader that connects as every other client of these settings does."""
+        return cls(settings.bootstrap_servers, kafka_client_options(settings))
 
     async def read(self, topic: str, partition: int, first: int, last: int) -> list[MissedRecord]:
         """The records at offsets first..last (fewer if some no longer exist), in offset order."""
@@ -59,7 +71,7 @@ class MissedRecordReader:
         tp = TopicPartition(topic, partition)
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="earliest", **self.client_options,
         )  # fmt: skip
         try:
             consumer.assign([tp])

@@ -5,13 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PROJECT_ROOT", "Settings", "default_state_dir"]
+__all__ = [
+    "MIN_SECRET_CHARS",
+    "PROJECT_ROOT",
+    "SASL_PROTOCOLS",
+    "SSL_PROTOCOLS",
+    "Settings",
+    "default_state_dir",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The checkout Gemba runs from (it holds deploy/ and the default policy)."""
+
+
+MIN_SECRET_CHARS = 16
+"""Shortest pseudonymisation key or ingest token accepted: shorter ones can be guessed."""
+SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
 def default_state_dir() -> Path:
@@ -22,7 +35,10 @@ def default_state_dir() -> Path:
 class Settings(BaseSettings):
     """Everything configurable, from GEMBA_* variables (and KAFKA_BOOTSTRAP_SERVERS)."""
 
-    model_config = SettingsConfigDict(env_prefix="GEMBA_", frozen=True, extra="ignore")
+    # Errors name the setting and the reason, never the value: it may be a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="GEMBA_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap_servers: str | None = Field(
         default=None,
@@ -65,6 +81,75 @@ class Settings(BaseSettings):
     alert_webhook_timeout_s: float = Field(default=10.0, gt=0)
     alert_webhook_retry_s: float = Field(default=0.5, gt=0, description="First retry delay.")
     alert_webhook_retry_max_s: float = Field(default=60.0, gt=0, description="Longest delay.")
+
+    # Kafka security: TLS and SASL for every client (streams/kafka_clients.py).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle to verify the brokers; unset: the system's CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="The certificate's key.")
+
+    # The HTTP door for CRM webhooks (streams/ingest.py).
+    ingest_port: int = Field(default=6068, ge=1, le=65535)
+    ingest_token: SecretStr | None = Field(
+        default=None, description="Bearer token every POST /events must carry."
+    )
+    ingest_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest request body."
+    )
+
+    pseudonymise_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 that replaces contact ids before they are published; "
+        "unset: contact ids are stored as given.",
+    )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("pseudonymise_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_CHARS} characters; make one with "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return key
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl = self.kafka_sasl_username is not None or self.kafka_sasl_password is not None
+        if protocol in SASL_PROTOCOLS and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"GEMBA_KAFKA_SECURITY_PROTOCOL={protocol} needs GEMBA_KAFKA_SASL_USERNAME "
+                "and GEMBA_KAFKA_SASL_PASSWORD"
+            )
+        if sasl and protocol not in SASL_PROTOCOLS:
+            raise ValueError(
+                "GEMBA_KAFKA_SASL_USERNAME/PASSWORD are set but not used: set "
+                "GEMBA_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if any(files) and protocol not in SSL_PROTOCOLS:
+            raise ValueError(
+                "GEMBA_KAFKA_SSL_* files are set but not used: set "
+                "GEMBA_KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL)"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("GEMBA_KAFKA_SSL_KEYFILE needs GEMBA_KAFKA_SSL_CERTFILE")
+        return self
 
     @field_validator("broker_host")
     @classmethod

@@ -371,7 +371,7 @@ def attach_history_sink(app: faust.App, settings: Settings) -> HistorySink | Non
     sink = HistorySink(
         settings.history_db_path,
         HistoryWriter(_policy(app, settings)),
-        MissedRecordReader(settings.bootstrap_servers),
+        MissedRecordReader.from_settings(settings),
     )
     _archive_agent(app, sink, "events", _raw_topic(app, settings.touches_topic))
     _archive_agent(app, sink, "dead_letters", _raw_topic(app, settings.dead_letter_topic))

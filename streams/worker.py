@@ -5,9 +5,10 @@ from __future__ import annotations
 import faust
 from faust.worker import Worker
 
-from events.producer import check_reachable, ensure_topic
+from events.producer import check_reachable
 from streams.app import create_app
 from streams.campaigns import ACCOUNT_TOPIC_CONFIG
+from streams.kafka_clients import ensure_topic_for
 from streams.settings import Settings
 
 __all__ = ["ensure_topics", "run_worker"]
@@ -25,13 +26,12 @@ def ensure_topics(settings: Settings, app: faust.App | None = None) -> None:
     than letting Faust declare them at start-up, avoids a race on a fresh broker
     in which a table is first written before its changelog's metadata is known.
     """
-    servers, partitions = settings.bootstrap_servers, settings.topic_partitions
     for topic in (settings.touches_topic, settings.dead_letter_topic):
-        ensure_topic(servers, topic, partitions)
-    ensure_topic(servers, settings.value_streams_topic, partitions, COMPACTED)
-    ensure_topic(servers, settings.touches_by_account_topic, partitions, ACCOUNT_TOPIC_CONFIG)
+        ensure_topic_for(settings, topic)
+    ensure_topic_for(settings, settings.value_streams_topic, COMPACTED)
+    ensure_topic_for(settings, settings.touches_by_account_topic, ACCOUNT_TOPIC_CONFIG)
     for table in app.tables.values() if app is not None else ():
-        ensure_topic(servers, table.changelog_topic.get_topic_name(), partitions, COMPACTED)
+        ensure_topic_for(settings, table.changelog_topic.get_topic_name(), COMPACTED)
 
 
 def run_worker(settings: Settings, app: faust.App | None = None) -> None:

@@ -1,0 +1,277 @@
+"""The HTTP door for CRM webhooks: POST /events with a bearer token, checked, then published.
+
+A request carries one event (a JSON object), several (a JSON array) or JSON lines. It
+is all or nothing: every event is validated by the codec first, and only a request
+whose events are all valid is published; otherwise nothing of it is, and the answer
+lists each refused event's index, field and reason. Status codes: 401 without the
+token (or with a wrong one), 415 for another content type, 413 for a body over
+GEMBA_INGEST_MAX_BODY_BYTES or an event over the codec's 64 KiB, 422 for invalid
+events, 503 when Kafka did not acknowledge them, 202 when published.
+
+The logs say what happened to each request (status and counts), never the token nor
+anything of a body: aiohttp's access log is off, and kafka-python's debug lines (which
+quote each record) are held back in this process whatever the log level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from kafka.errors import KafkaError
+from pydantic import SecretStr
+
+from events import Event, EventCodec, EventRejected, PublishError
+from events.codec import MAX_EVENT_BYTES
+from events.producer import EventPublisher
+from streams.errors import GembaError
+from streams.kafka_clients import ensure_topic_for, open_publisher
+from streams.settings import MIN_SECRET_CHARS, Settings
+
+__all__ = [
+    "INGEST_HOST",
+    "IngestNotConfigured",
+    "ReadEvents",
+    "Refusal",
+    "ingest_app",
+    "ingest_token",
+    "keep_bodies_out_of_logs",
+    "read_events",
+    "run_ingest",
+    "token_matches",
+]
+
+log = structlog.get_logger("gemba.ingest")
+INGEST_HOST = "127.0.0.1"
+JSON = "application/json"
+JSON_LINES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+    }
+)
+RETRY_AFTER_S = 5
+_CODEC = EventCodec()
+TOKEN_ADVICE = (
+    "set GEMBA_INGEST_TOKEN to a random secret of at least "
+    f"{MIN_SECRET_CHARS} characters, e.g. "
+    "`export GEMBA_INGEST_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`, "
+    "and give the CRM's webhook the header `Authorization: Bearer <that token>`"
+)
+
+
+class IngestNotConfigured(GembaError):
+    """`gemba ingest` cannot start as configured; the message says what to set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One reason an event of a request was refused: its index (from 0) and the field."""
+
+    index: int
+    field: str
+    reason: str
+    line: int | None = None
+    """JSON lines: the line number (from 1)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class ReadEvents:
+    """What a request body holds: its valid events, the refusals, the oversized events."""
+
+    events: list[Event] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    oversized: list[int] = field(default_factory=list)
+    """Indexes of events over the codec's limit (MAX_EVENT_BYTES)."""
+
+    def refuse(self, index: int, error: EventRejected, line: int | None = None) -> None:
+        self.refused += [Refusal(index, p.field, p.reason, line) for p in error.problems]
+
+
+def read_events(body: bytes, *, json_lines: bool, codec: EventCodec = _CODEC) -> ReadEvents:
+    """Decode a request body: one JSON event or an array of them, or JSON lines."""
+    read = ReadEvents()
+    if json_lines:
+        lines = [(n, line) for n, line in enumerate(body.splitlines(), 1) if line.strip()]
+        for index, (number, line) in enumerate(lines):
+            if len(line) > codec.max_bytes:
+                read.oversized.append(index)
+                continue
+            try:
+                read.events.append(codec.decode(line))
+            except EventRejected as exc:
+                read.refuse(index, exc, number)
+        return read
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        read.refused.append(Refusal(0, "(body)", f"not valid JSON: {exc}"))
+        return read
+    items = document if isinstance(document, list) else [document]
+    for index, item in enumerate(items):
+        if len(orjson.dumps(item)) > codec.max_bytes:
+            read.oversized.append(index)
+            continue
+        try:
+            read.events.append(codec.from_dict(item))
+        except EventRejected as exc:
+            read.refuse(index, exc)
+    return read
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """True when the Authorization header is `Bearer <token>` (compared in constant time)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _json(status: int, document: dict[str, Any], **headers: str) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(document), content_type=JSON, headers=headers or None
+    )
+
+
+class _Door:
+    """Publishes the events of one request at a time, off the event loop."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self.publisher = publisher
+        self._lock = asyncio.Lock()
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        async with self._lock:  # one flush per request: its failures are its own
+            await asyncio.get_running_loop().run_in_executor(None, self._publish, events)
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        try:
+            for event in events:
+                self.publisher.publish(event)
+            self.publisher.flush()
+        except KafkaError as exc:  # e.g. no metadata in time: the broker is away
+            raise PublishError(
+                f"Kafka did not take the events ({exc.__class__.__name__})"
+            ) from None
+
+
+def ingest_app(
+    publisher: EventPublisher, token: str, *, topic: str, max_body_bytes: int
+) -> web.Application:
+    """The aiohttp application: POST /events and GET /health."""
+    door = _Door(publisher)
+    refusals = {
+        415: f"send {JSON} (an event or an array of events) or JSON lines (application/x-ndjson)",
+        413: f"the body is over the {max_body_bytes}-byte limit (GEMBA_INGEST_MAX_BODY_BYTES)",
+    }
+
+    async def post_events(request: web.Request) -> web.Response:
+        if not token_matches(request.headers.get("Authorization"), token):
+            log.warning("ingest_unauthorised", has_header="Authorization" in request.headers)
+            return _json(401, {"error": "a valid bearer token is required"},
+                         **{"WWW-Authenticate": 'Bearer realm="gemba"'})  # fmt: skip
+        kind = request.content_type
+        if kind != JSON and kind not in JSON_LINES:
+            log.warning("ingest_refused", status=415, content_type=kind[:100])
+            return _json(415, {"error": refusals[415]})
+        if (request.content_length or 0) > max_body_bytes:
+            log.warning("ingest_refused", status=413, body_bytes=request.content_length)
+            return _json(413, {"error": refusals[413]})
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("ingest_refused", status=413, body_bytes=None)
+            return _json(413, {"error": refusals[413]})
+        return await _take(body, json_lines=kind in JSON_LINES)
+
+    async def _take(body: bytes, *, json_lines: bool) -> web.Response:
+        read = read_events(body, json_lines=json_lines)
+        seen = len(read.events) + len(read.oversized) + len({r.index for r in read.refused})
+        if read.oversized:
+            log.warning("ingest_refused", status=413, events=seen, oversized=len(read.oversized))
+            error = f"events over the {MAX_EVENT_BYTES}-byte limit; nothing was published"
+            return _json(413, {"error": error, "oversized": read.oversized})
+        if read.refused or not read.events:
+            indexes = {r.index for r in read.refused}
+            log.warning("ingest_refused", status=422, events=seen, refused=len(indexes))
+            error = (
+                f"{len(indexes)} of {seen} event(s) refused; nothing was published"
+                if read.refused
+                else "the body holds no events"
+            )
+            return _json(422, {"error": error, "refused": [r.to_json() for r in read.refused]})
+        try:
+            await door.publish(read.events)
+        except PublishError as exc:
+            log.error("ingest_publish_failed", events=seen, error=str(exc))
+            return _json(503, {"error": "Kafka did not take the events; send them again"},
+                         **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        log.info("ingest_accepted", events=seen, topic=topic)
+        return _json(202, {"received": seen, "published": seen, "topic": topic})
+
+    async def health(request: web.Request) -> web.Response:
+        return _json(200, {"status": "alive"})
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_post("/events", post_events)
+    app.router.add_get("/health", health)
+    return app
+
+
+def ingest_token(settings: Settings) -> str:
+    """The bearer token requests must carry; IngestNotConfigured if unset or too short."""
+    secret: SecretStr | None = settings.ingest_token
+    token = secret.get_secret_value().strip() if secret is not None else ""
+    if not token:
+        raise IngestNotConfigured(f"gemba ingest needs a bearer token: {TOKEN_ADVICE}")
+    if len(token) < MIN_SECRET_CHARS:
+        raise IngestNotConfigured(f"GEMBA_INGEST_TOKEN is too short: {TOKEN_ADVICE}")
+    return token
+
+
+def keep_bodies_out_of_logs() -> None:
+    """kafka-python logs each record (and each request holding records) at debug level:
+    not in this process, whatever GEMBA_LOG_LEVEL says."""
+    client_log = logging.getLogger("kafka")
+    if client_log.getEffectiveLevel() < logging.INFO:
+        client_log.setLevel(logging.INFO)
+
+
+def run_ingest(settings: Settings, port: int | None = None) -> None:
+    """Serve POST /events on 127.0.0.1 until stopped (SIGTERM or Ctrl-C)."""
+    token = ingest_token(settings)
+    keep_bodies_out_of_logs()
+    port = port or settings.ingest_port
+    topic = settings.touches_topic
+    ensure_topic_for(settings, topic)
+    publisher = open_publisher(settings, topic)
+    app = ingest_app(publisher, token, topic=topic, max_body_bytes=settings.ingest_max_body_bytes)
+
+    async def close_publisher(_: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, publisher.close)
+
+    app.on_cleanup.append(close_publisher)
+    log.info(
+        "ingest_listening", url=f"http://{INGEST_HOST}:{port}/events", topic=topic,
+        pseudonymised=publisher.pseudonymiser is not None,
+        max_body_bytes=settings.ingest_max_body_bytes,
+    )  # fmt: skip
+    try:
+        web.run_app(app, host=INGEST_HOST, port=port, access_log=None, print=None)
+    except OSError as exc:
+        raise GembaError(
+            f"cannot listen on {INGEST_HOST}:{port} ({exc.strerror or exc}): stop what uses "
+            "the port, or pick another with --port or GEMBA_INGEST_PORT"
+        ) from None

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_analysis.py [--events N] [--rounds R]
 
-Writes N simulated events (default 10,000,000; deal events only, each deal a case) to a
-Parquet file sorted by case, time and event id, then times, on that same file:
+Writes N deal events (default 10,000,000: one million simulated, repeated as new
+cases; each deal a case) to a Parquet file sorted by case, time and event id, then
+times, on that same file:
 
 - DuckDB: the directly-follows graph with the count and mean duration of every
   (activity, next activity) pair, and the stage-level value-stream query (deals
@@ -37,13 +38,15 @@ import pyarrow.parquet as pq
 from streams.simulator import SimulationConfig, history_records
 
 EVENTS_PER_DEAL = 25
+SIMULATED = 1_000_000
+"""Events simulated at most; a larger log repeats them as new cases."""
 CHUNK = 500_000
 SCHEMA = pa.schema(
     [
         ("case_id", pa.string()),
         ("event_id", pa.string()),
         ("activity", pa.string()),
-        ("ts", pa.timestamp("us", tz="UTC")),
+        ("ts", pa.string()),
         ("stage", pa.string()),
     ]
 )
@@ -89,11 +92,16 @@ def _rows(count: int) -> Iterator[dict[str, Any]]:
 
 
 def write_log(count: int, directory: Path) -> Path:
-    """The simulated log as Parquet, sorted by case, time and event id (both tools read it)."""
+    """The log as Parquet, sorted by case, time and event id (both tools read this file).
+
+    Up to SIMULATED events come from the simulator; a larger log repeats them with the
+    case ids suffixed (-r1, -r2, ...), so that every copy is a case of its own.
+    """
     raw = directory / "raw.parquet"
+    simulated = min(count, SIMULATED)
     with pq.ParquetWriter(raw, SCHEMA) as writer:
         chunk: list[dict[str, Any]] = []
-        for row in _rows(count):
+        for row in _rows(simulated):
             chunk.append(row)
             if len(chunk) == CHUNK:
                 writer.write_table(_table(chunk))
@@ -102,7 +110,10 @@ def write_log(count: int, directory: Path) -> Path:
             writer.write_table(_table(chunk))
     sorted_log = directory / "log.parquet"
     duckdb.sql(
-        f"COPY (SELECT * FROM read_parquet('{raw}') ORDER BY case_id, ts, event_id) "
+        "COPY (SELECT CASE WHEN copy = 0 THEN case_id ELSE case_id || '-r' || copy END "
+        "AS case_id, event_id, activity, CAST(ts AS TIMESTAMPTZ) AS ts, stage "
+        f"FROM read_parquet('{raw}'), range({-(-count // simulated)}) AS copies(copy) "
+        f"ORDER BY copy, case_id, 4, event_id LIMIT {count}) "
         f"TO '{sorted_log}' (FORMAT parquet)"
     )
     raw.unlink()
@@ -111,16 +122,7 @@ def write_log(count: int, directory: Path) -> Path:
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
     columns = {name: [row[name] for row in rows] for name in SCHEMA.names}
-    columns["ts"] = pa.array(
-        [_parse(text) for text in columns["ts"]], type=pa.timestamp("us", tz="UTC")
-    )
     return pa.table(columns, schema=SCHEMA)
-
-
-def _parse(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text)
 
 
 DFG_SQL = """

@@ -106,7 +106,7 @@ class ValueStreamPipeline:
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, folder: ValueStreamFolder) -> Any:
-        return cls(
+        pipeline = cls(
             folder=folder,
             dead_letters=_raw_topic(app, settings.dead_letter_topic, retention=None),
             value_streams=_raw_topic(app, settings.value_streams_topic, compacting=True),
@@ -115,6 +115,25 @@ class ValueStreamPipeline:
             contributions=app.Table("deal-contributions", default=dict),
             reader=MissedRecordReader.from_settings(settings),
         )
+        app.on_partitions_revoked.connect(pipeline._partitions_revoked)
+        app.on_partitions_assigned.connect(pipeline._forget_sums)
+        app.on_rebalance_complete.connect(pipeline._forget_sums)  # sent once recovered
+        return pipeline
+
+    async def _partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
+        """Give back what was taken and not folded: Kafka redelivers it to the partition's new
+        owner (or to this worker again), and folding it here would write to changelog
+        partitions this worker no longer owns. In-memory sums are rebuilt from the tables."""
+        async with self._lock:
+            self._batch.close()
+            self._counts.clear()
+            self._count_events.clear()
+            self._decoded.clear()
+            self._watermark = None
+            self._rollups = None
+
+    async def _forget_sums(self, *args: Any, **kwargs: Any) -> None:
+        self._rollups = None
 
     async def take(self, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
         """Store, count or dead-letter one message; fold once enough have gathered."""
@@ -246,12 +265,15 @@ class ValueStreamPipeline:
     def _all_rollups(self) -> dict[RollupKey, dict[str, int]]:
         """Roll-ups live in memory, summed once from the durable per-deal contributions
         (after recovery) and then kept current by differences."""
-        if self._rollups is None:
-            self._rollups = {}
-            for contribution in self.contributions.values():
-                for key, flat in contribution.items():
-                    self._rollups[key] = add_vectors(self._rollups.get(key, {}), flat)
-        return self._rollups
+        if self._rollups is not None:
+            return self._rollups
+        rollups: dict[RollupKey, dict[str, int]] = {}
+        for contribution in self.contributions.values():
+            for key, flat in contribution.items():
+                rollups[key] = add_vectors(rollups.get(key, {}), flat)
+        if not self.contributions.app.in_recovery:  # while recovering, the table is filling
+            self._rollups = rollups
+        return rollups
 
     def deal(self, deal_id: str, *, now: bool = False) -> FoldedDeal | None:
         """One deal's value stream as of its own latest event (what is published), or with

@@ -134,8 +134,8 @@ class CampaignPipeline:
             contributions=app.Table(CONTRIBUTIONS_TABLE, default=dict),
             dead_letters=dead_letters,
         )
-        for moved in (app.on_partitions_revoked, app.on_partitions_assigned):
-            moved.connect(pipeline._forget_rollups)
+        app.on_partitions_revoked.connect(pipeline._partitions_revoked)
+        app.on_partitions_assigned.connect(pipeline._forget_rollups)
         app.on_rebalance_complete.connect(pipeline._forget_rollups)  # sent once recovered
         return pipeline
 
@@ -222,6 +222,14 @@ class CampaignPipeline:
         if not self.app.in_recovery:  # while recovering, the table is still filling
             self._rollups = rollups
         return rollups
+
+    async def _partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
+        """Give back what was taken and not recomputed (Kafka redelivers it to the partition's
+        new owner); the totals are rebuilt from the tables."""
+        async with self._lock:
+            self._batch.close()
+            self._decoded.clear()
+            self._rollups = None
 
     async def _forget_rollups(self, *args: Any, **kwargs: Any) -> None:
         self._rollups = None

@@ -6,8 +6,6 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,14 +13,6 @@ import click
 import orjson
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from events import EVENT_TYPES, PublishError, json_schema
 from events.producer import publish_jsonl
@@ -39,12 +29,12 @@ from streams.cli_simulate import simulate
 from streams.errors import GembaError
 from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.logs import configure_logging
+from streams.progress import byte_progress
 from streams.settings import Settings
 
 __all__ = ["cli", "main"]
 
 err = Console(stderr=True)
-PROGRESS_MIN_BYTES = 1_000_000
 """Files at least this large show a progress bar (on a terminal)."""
 
 
@@ -119,24 +109,6 @@ def schema(event_type: str | None) -> None:
     click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 
 
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Any]:
-    """A byte-progress bar on a terminal for large inputs; a no-op otherwise."""
-    if total < PROGRESS_MIN_BYTES or not err.is_terminal:
-        yield lambda _n: None
-        return
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 @cli.command()
 @click.argument("file", type=click.File("rb"))
 @click.option("--topic", default=None, help="Topic to publish to (default: GEMBA_TOUCHES_TOPIC).")
@@ -154,7 +126,7 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
     size = Path(file.name).stat().st_size if file.name not in {"-", "<stdin>"} else 0
     with (
         open_publisher(settings, topic) as publisher,
-        _progress(size, "publishing") as advance,
+        byte_progress(size, "publishing", err) as advance,
     ):
         report = publish_jsonl(file, publisher, on_line=advance)
     for refused in report.refused:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Protocol
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from events import EventBase
 from events.codec import encode
@@ -26,12 +18,12 @@ from events.importers import KINDS, ImporterError, ImportRequest, ImportTally, i
 from events.producer import KafkaEventPublisher
 from streams.errors import GembaError
 from streams.kafka_clients import ensure_topic_for, open_publisher
+from streams.progress import byte_progress
 from streams.settings import Settings
 
 __all__ = ["EXIT_REFUSED", "import_command", "register"]
 
 err = Console(stderr=True)
-PROGRESS_MIN_BYTES = 1_000_000
 """Files at least this large show a progress bar (on a terminal)."""
 EXIT_REFUSED = 1
 """Exit status when rows were refused (the rest went in); 2 is for errors that stop it."""
@@ -40,24 +32,6 @@ EXIT_REFUSED = 1
 def _settings(ctx: click.Context) -> Settings:
     settings: Settings = ctx.find_root().obj
     return settings
-
-
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A byte-progress bar on a terminal for large inputs; a no-op otherwise."""
-    if total < PROGRESS_MIN_BYTES or not err.is_terminal:
-        yield lambda _n: None
-        return
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 class _Destination(Protocol):
@@ -171,7 +145,9 @@ def import_command(
         with ExitStack() as stack:
             destination = _destination(stack, settings, out, dry_run, topic)
             bar.append(
-                stack.enter_context(_progress(path.stat().st_size, f"importing {path.name}"))
+                stack.enter_context(
+                    byte_progress(path.stat().st_size, f"importing {path.name}", err)
+                )
             )
             for item in items:
                 tally.count(item)

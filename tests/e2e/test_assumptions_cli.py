@@ -16,8 +16,8 @@ from events import decode
 from projections import default_policy
 from projections.assumption_file import load_assumptions
 from projections.assumptions import check_assumptions
-from projections.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
 from streams.simulator import SimulationConfig, history_lines
+from tests.archives import RECORDED_AFTER, archive_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -54,25 +54,12 @@ cohort = { field = "product", op = "==", value = "No such product" }
 """
 
 
-def _recorded_at(line: bytes) -> datetime:
-    return decode(line).occurred_at + timedelta(minutes=1)
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated history archived as the sink archives it, recorded a minute after each."""
-    path = tmp_path_factory.mktemp("assumptions") / "gemba.duckdb"
-    records = [
-        LogRecord("touches", 0, offset, _recorded_at(line), line)
-        for offset, line in enumerate(history_lines(CONFIG))
-    ]
-    connection = open_archive(path)
-    try:
-        HistoryWriter(default_policy(), value_streams=False).append(
-            connection, ArchiveBatch(events=records)
-        )
-    finally:
-        connection.close()
+    path = archive_of(
+        tmp_path_factory.mktemp("assumptions") / "gemba.duckdb", history_lines(CONFIG)
+    )
     (path.parent / "claims.toml").write_text(CLAIMS, encoding="utf-8")
     return path
 
@@ -93,7 +80,7 @@ def test_check_gives_the_pure_cores_figures_and_what_they_were_computed_from(
 
     assert done.returncode == 0, done.stderr
     document = orjson.loads(done.stdout)
-    records = [(decode(line), _recorded_at(line)) for line in history_lines(CONFIG)]
+    records = [(e, e.occurred_at + RECORDED_AFTER) for e in map(decode, history_lines(CONFIG))]
     expected = check_assumptions(
         records, load_assumptions(archive.parent / "claims.toml"), default_policy()
     )

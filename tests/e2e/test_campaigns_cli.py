@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import pytest
 from events import decode
 from projections import default_policy
 from projections.campaign_history import campaign_history
-from projections.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
 from streams.simulator import SimulationConfig, ground_truth, history_lines
+from tests.archives import RECORDED_AFTER, archive_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -26,19 +25,7 @@ CONFIG = SimulationConfig(seed=21, deals=60, accounts=30)
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated history archived as the sink archives it, recorded a minute after each."""
-    path = tmp_path_factory.mktemp("campaigns") / "gemba.duckdb"
-    records = [
-        LogRecord("touches", 0, offset, decode(line).occurred_at + timedelta(minutes=1), line)
-        for offset, line in enumerate(history_lines(CONFIG))
-    ]
-    connection = open_archive(path)
-    try:
-        HistoryWriter(default_policy(), value_streams=False).append(
-            connection, ArchiveBatch(events=records)
-        )
-    finally:
-        connection.close()
-    return path
+    return archive_of(tmp_path_factory.mktemp("campaigns") / "gemba.duckdb", history_lines(CONFIG))
 
 
 def gemba(archive: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -54,8 +41,7 @@ def _expected(as_of: str | None = None) -> dict[str, Decimal]:
     from streams.cli_history import parse_as_of
 
     records = [
-        (event, event.occurred_at + timedelta(minutes=1))
-        for event in map(decode, history_lines(CONFIG))
+        (event, event.occurred_at + RECORDED_AFTER) for event in map(decode, history_lines(CONFIG))
     ]
     history = campaign_history(records, default_policy(), parse_as_of(as_of))
     return {row.campaign_id: row.revenue for row in history.table("w_shaped")}

@@ -20,12 +20,12 @@ from click.testing import CliRunner, Result
 
 from events import EventBase, PublishError, decode
 from events.importers import ImportRequest, import_file
-from projections import default_policy
-from projections.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
+from projections.history_db import open_archive
 from streams.cli import cli
 from streams.cli_export import register as register_export
 from streams.cli_import import register as register_import
 from streams.simulator import SimulationConfig, history_lines
+from tests.archives import archive_of
 from tests.shared_data import maven_crm_pipeline
 
 pytestmark = [
@@ -50,22 +50,6 @@ def gemba() -> click.Group:
 
 def run(gemba: click.Group, *args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(gemba, list(args), env=env, catch_exceptions=True)
-
-
-def archive_of(path: Path, lines: list[bytes]) -> Path:
-    """An archive holding `lines` (recorded a minute after each occurred), as the sink writes."""
-    records = [
-        LogRecord("touches", 0, offset, decode(line).occurred_at + timedelta(minutes=1), line)
-        for offset, line in enumerate(lines)
-    ]
-    connection = open_archive(path)
-    try:
-        HistoryWriter(default_policy(), value_streams=False).append(
-            connection, ArchiveBatch(events=records)
-        )
-    finally:
-        connection.close()
-    return path
 
 
 def archived_count(path: Path) -> int:

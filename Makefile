@@ -27,6 +27,7 @@ demo: install
 
 ## Everything CI checks: lint, types, layer contracts, then all tests (real broker included).
 test: lint
+	bash .ci/install-chromium
 	$(BIN)/pytest
 
 lint: install
@@ -46,6 +47,9 @@ bench: install
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_history.py
 	$(BIN)/python bench/bench_alerts.py --deals 20000 --rate 300 --seconds 30
+	$(BIN)/python bench/bench_worker.py --events 100000
+	$(BIN)/python bench/bench_analysis.py --events 1000000
+	$(BIN)/python bench/bench_dashboard.py
 
 broker-start: install
 	$(BIN)/gemba broker start

@@ -25,6 +25,7 @@ from streams.cli_export import register as register_export
 from streams.cli_history import register as register_history
 from streams.cli_import import register as register_import
 from streams.cli_ingest import register as register_ingest
+from streams.cli_serve import register as register_serve
 from streams.cli_simulate import simulate
 from streams.errors import GembaError
 from streams.kafka_clients import ensure_topic_for, open_publisher
@@ -256,6 +257,7 @@ register_assumptions(cli)
 register_import(cli)
 register_export(cli)
 register_ingest(cli)
+register_serve(cli)
 
 
 def main() -> None:

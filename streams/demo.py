@@ -43,6 +43,7 @@ from streams.worker import ensure_topics
 __all__ = ["DemoOptions", "run_demo", "stop_demo"]
 
 WORKER_MARKER = "streams worker"
+DASHBOARD_MARKER = "streams serve"
 DEMO_MARKER = "demo"
 STATUS_EVERY_S = 10.0
 
@@ -65,6 +66,7 @@ class DemoState:
 
     demo_pid: int | None = None
     worker_pid: int | None = None
+    dashboard_pid: int | None = None
     started_broker: bool = False
     history: dict[str, Any] | None = None
     live_until: str | None = None
@@ -97,6 +99,18 @@ def _worker_log(settings: Settings) -> Path:
     return _demo_dir(settings) / "worker.log"
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _dashboard_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.dashboard_port}/"
+
+
 def _counts_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.worker_web_port}/gemba/counts/"
 
@@ -122,6 +136,9 @@ def stop_demo(settings: Settings, say: Callable[[str], None] = print) -> None:
 
 
 def _stop_started(settings: Settings, state: DemoState, say: Callable[[str], None]) -> None:
+    if stop_process(state.dashboard_pid, DASHBOARD_MARKER):
+        say(f"stopped the dashboard (pid {state.dashboard_pid})")
+    state.dashboard_pid = None
     if stop_process(state.worker_pid, WORKER_MARKER):
         say(f"stopped the worker (pid {state.worker_pid})")
     state.worker_pid = None
@@ -166,6 +183,19 @@ def _ensure_worker(settings: Settings, state: DemoState, say: Callable[[str], No
     pid = spawn(["worker"], log, env={"GEMBA_LOG_FORMAT": "json"})
     state.worker_pid = pid
     wait_for_url(_counts_url(settings), pid, WORKER_MARKER, log)
+
+
+def _ensure_dashboard(settings: Settings, state: DemoState, say: Callable[[str], None]) -> None:
+    if is_running(state.dashboard_pid, DASHBOARD_MARKER):
+        return
+    if _answers(_dashboard_url(settings) + "api/health"):
+        say(f"a dashboard already answers on port {settings.dashboard_port}; using it")
+        return
+    say("starting the dashboard...")
+    log = _demo_dir(settings) / "dashboard.log"
+    pid = spawn(["serve"], log, env={"GEMBA_LOG_FORMAT": "json"})
+    state.dashboard_pid = pid
+    wait_for_url(_dashboard_url(settings) + "api/health", pid, DASHBOARD_MARKER, log)
 
 
 def _history_key(config: SimulationConfig) -> dict[str, Any]:
@@ -261,6 +291,8 @@ def _describe(settings: Settings, options: DemoOptions, state: DemoState) -> str
         f"(seed {config.seed})",
         f"  live stream   one simulated day every {day_every:g} s into `{settings.touches_topic}`",
         "[bold]Where to look[/]",
+        f"  dashboard     {_dashboard_url(settings)}   (value-stream map, stalled deals live, "
+        "campaigns, assumptions)",
         f"  counters      {_counts_url(settings)}",
         f"  one deal      gemba deal {example}   ({why})",
         f"  roll-ups      gemba rollups stage   |   gemba rollups owner --month {last_month}",
@@ -319,6 +351,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         _ensure_broker(settings, state, say)
         ensure_topics(settings)
         _ensure_worker(settings, state, say)
+        state.save(_state_file(settings))
+        _ensure_dashboard(settings, state, say)
         state.save(_state_file(settings))
         _load_history(settings, options, state, console)
         _wait_for_worker(settings, console)

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
 
     app_id: str = Field(default="gemba", description="Faust app id: consumer group and tables.")
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    dashboard_port: int = Field(default=6070, ge=1, le=65535, description="`gemba serve`.")
     worker_store: str = Field(default="memory://", description="Faust table store.")
     policy_file: Path | None = Field(default=None, description="Policy TOML; default shipped.")
 

@@ -34,6 +34,7 @@ def demo_env(kafka_settings: Settings, tmp_path: Path) -> dict[str, str]:
         "GEMBA_DEAD_LETTER_TOPIC": f"dlq-{suffix}",
         "GEMBA_VALUE_STREAMS_TOPIC": f"value-streams-{suffix}",
         "GEMBA_WORKER_WEB_PORT": str(free_port()),
+        "GEMBA_DASHBOARD_PORT": str(free_port()),
         "GEMBA_LOG_FORMAT": "json",
     }
     return env

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal, Self, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -52,6 +53,22 @@ Id = Annotated[
 Text = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
 StageName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _within_reason(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(
+            f"must lie between {EARLIEST:%Y} and {LATEST:%Y} (UTC): a time at the edge of the "
+            "calendar cannot be measured against others"
+        )
+    return moment
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_within_reason)]
+"""A timezone-aware time from 1900 to 2200 UTC: sales facts, with room for arithmetic."""
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2, allow_inf_nan=False)]
 
 
@@ -119,9 +136,7 @@ class EventBase(BaseModel):
     event_id: Id = Field(
         description="Client-supplied idempotency key; the same id is the same fact."
     )
-    occurred_at: AwareDatetime = Field(
-        description="When it happened (event time), with a UTC offset."
-    )
+    occurred_at: EventTime = Field(description="When it happened (event time), with a UTC offset.")
     schema_version: Literal[1] = Field(default=1, description="Version of this event's schema.")
     account_id: Id = Field(description="The customer account.")
     deal_id: Id | None = Field(default=None, description="The deal (work item), when there is one.")
@@ -179,8 +194,8 @@ class MeetingLogged(EventBase):
     type: Literal["meeting"] = "meeting"
     kind: MeetingKind
     outcome: MeetingOutcome
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: EventTime
+    ended_at: EventTime
 
     @model_validator(mode="after")
     def _slot_is_sane(self) -> Self:

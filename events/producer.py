@@ -106,6 +106,7 @@ class KafkaEventPublisher:
         pseudonymiser: Pseudonymiser | None = None,
     ) -> None:
         self.topic = topic
+        self.bootstrap_servers = bootstrap_servers
         self.pseudonymiser = pseudonymiser
         self.sent = 0
         self._failures: list[BaseException] = []
@@ -137,7 +138,12 @@ class KafkaEventPublisher:
         self._send(key, value)
 
     def _send(self, key: str, value: bytes) -> None:
-        future = self._producer.send(self.topic, key=key.encode(), value=value)
+        try:
+            future = self._producer.send(self.topic, key=key.encode(), value=value)
+        except KafkaError as exc:
+            # A topic this producer has not sent to yet needs its partitions first: with
+            # the broker away, the client gives up after max_block_ms with its own error.
+            raise PublishError(_unreachable(self.bootstrap_servers, exc)) from exc
         future.add_errback(self._failures.append)
         self.sent += 1
 

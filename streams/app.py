@@ -95,6 +95,7 @@ class ValueStreamPipeline:
     reader: MissedRecordReader | None = None
     """Reads back offsets Faust skipped (see streams/missed.py); None: they stay missing."""
     fact_listeners: list[FactListener] = field(default_factory=list)
+    source_topic: str = "touches"
     _batch: Batch = field(default_factory=Batch)
     _watermark: datetime | None = None
     latest_event_time: datetime | None = None
@@ -114,6 +115,7 @@ class ValueStreamPipeline:
             counters=app.Table("pipeline-counts", default=dict),
             contributions=app.Table("deal-contributions", default=dict),
             reader=MissedRecordReader.from_settings(settings),
+            source_topic=settings.touches_topic,
         )
         app.on_partitions_revoked.connect(pipeline._partitions_revoked)
         app.on_partitions_assigned.connect(pipeline._forget_sums)
@@ -295,9 +297,23 @@ class ValueStreamPipeline:
         return list(decoded.values())
 
     def counts_by_partition(self) -> dict[str, PipelineCounts]:
-        """Counters per source partition, including the batch not yet folded."""
-        saved = {k: PipelineCounts.from_dict(v) for k, v in self.counters.items()}
-        return saved | {str(k): v for k, v in self._counts.items()}
+        """Counters per source partition this worker holds, including the batch not yet folded.
+
+        Faust's memory store keeps what this worker wrote for a partition it has handed
+        over, so the table alone would count partitions another worker now reads."""
+        held = self._held_partitions()
+        saved = {
+            k: PipelineCounts.from_dict(v)
+            for k, v in self.counters.items()
+            if held is None or int(k) in held
+        }
+        return saved | {str(k): v for k, v in self._counts.items() if held is None or k in held}
+
+    def _held_partitions(self) -> set[int] | None:
+        """The partitions of `touches` assigned to this worker; None before any assignment."""
+        assigned = self.counters.app.assignor.assigned_actives()
+        held = {tp.partition for tp in assigned if tp.topic == self.source_topic}
+        return held or None
 
     def counts(self) -> PipelineCounts:
         """consumed / processed / dead-lettered over this worker's partitions."""

@@ -197,6 +197,10 @@ def _format_storage(java: str, libs: Path, properties: Path, data: Path) -> None
     if (data / "meta.properties").exists():
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # One id in 64 starts with "-", which the storage tool reads as an option; Kafka's own
+    # ids never do. Any base64url character is valid there, so take another first one.
+    if cluster_id.startswith("-"):
+        cluster_id = "A" + cluster_id[1:]
     command = [java, "-cp", _classpath(libs), "kafka.tools.StorageTool", "format",
                "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)

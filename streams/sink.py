@@ -20,6 +20,7 @@ from projections.history_db import (
     ArchiveBatch,
     ArchiveBusy,
     BatchOutcome,
+    HistoryError,
     HistoryWriter,
     LogRecord,
     archived_offsets,
@@ -46,6 +47,8 @@ REFOLD_MAX_LAG_S = 30.0
 """Under a steady stream that is never quiet, refold at least this often anyway."""
 RETRY_S = 0.5
 RETRY_MAX_S = 30.0
+BUSY_WARN_S = 10.0
+"""Another process holding the file this long is no longer a reader's short query: warn."""
 
 Kind = Literal["events", "dead_letters", "alerts"]
 
@@ -148,6 +151,7 @@ class HistorySink:
     _last_taken: float = 0.0
     _retry_at: float = 0.0
     _retry_s: float = RETRY_S
+    _trouble_since: float | None = None
     _flushing: bool = False
     _loading: asyncio.Lock = field(default_factory=asyncio.Lock)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -228,12 +232,8 @@ class HistorySink:
         taken, self._pending = self._pending, []
         try:
             outcome = await self._run(self._write, _batch(taken))
-        except ArchiveBusy:
-            self._failed(taken, "the archive is busy (a reader holds the file)", warn=False)
-            return
         except Exception as exc:
-            log.exception("history_batch_failed", messages=len(taken))
-            self._failed(taken, f"{exc.__class__.__name__}: {exc}", warn=True)
+            self._failed(taken, exc)
             return
         finally:
             self._flushing = False
@@ -242,19 +242,50 @@ class HistorySink:
                 await item.stream.ack(item.event)
         self._archived(outcome, len(taken))
 
-    def _failed(self, taken: list[_Taken], reason: str, *, warn: bool) -> None:
-        """Keep the batch, in order, ahead of what came meanwhile; try again after a pause."""
+    def _failed(self, taken: list[_Taken], exc: Exception) -> None:
+        """Keep the batch, in order, ahead of what came meanwhile; try again after a pause.
+
+        Nothing of it is acked, so the worker commits no offset past what the archive holds.
+        """
         self._pending = taken + self._pending
         self._first_pending = time.monotonic() - SINK_MAX_AGE_S
-        self._retry_at = time.monotonic() + self._retry_s
-        self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
-        self.counts.failures += warn
-        self.last_error = reason
-        if not warn:
-            log.info("history_archive_busy", retry_in_s=self._retry_s)
+        self._retry_at = time.monotonic() + self._trouble(exc, messages=len(taken))
+
+    def _trouble(self, exc: Exception, **context: Any) -> float:
+        """Say why the archive could not be written (log and `last_error`); the pause before
+        the next try, doubling up to RETRY_MAX_S while the trouble lasts.
+
+        A busy file is usually a reader's short query (info); held longer than BUSY_WARN_S,
+        or any other failure (a directory that cannot be made, a full disk), it is a
+        problem for someone to fix (warning, error).
+        """
+        now = time.monotonic()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        pause, self._retry_s = self._retry_s, min(self._retry_s * 2, RETRY_MAX_S)
+        known = isinstance(exc, HistoryError | OSError)
+        self.last_error = str(exc) if known else f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, ArchiveBusy):
+            held_s = round(now - self._trouble_since, 1)
+            say = log.warning if held_s >= BUSY_WARN_S else log.info
+            say("history_archive_busy", reason=self.last_error, held_for_s=held_s,
+                retry_in_s=pause, **context)  # fmt: skip
+            return pause
+        self.counts.failures += 1
+        log.error(
+            "history_archive_failed", path=str(self.path), reason=self.last_error,
+            retry_in_s=pause, exc_info=not known, **context,
+        )  # fmt: skip
+        return pause
+
+    def _recovered(self) -> None:
+        if self._trouble_since is not None:
+            down_s = round(time.monotonic() - self._trouble_since, 1)
+            log.info("history_archive_writable_again", path=str(self.path), after_s=down_s)
+        self._retry_s, self.last_error, self._trouble_since = RETRY_S, None, None
 
     def _archived(self, outcome: BatchOutcome, messages: int) -> None:
-        self._retry_s, self.last_error = RETRY_S, None
+        self._recovered()
         self._drained.set()
         self.counts.add(outcome)
         self._to_refold = outcome.deals_to_refresh
@@ -286,7 +317,13 @@ class HistorySink:
 
     @contextmanager
     def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(
+                f"cannot make the archive's directory {self.path.parent} ({exc.strerror}): "
+                "make it, or set GEMBA_DUCKDB_PATH to a writable place"
+            ) from None
         connection = open_archive(self.path)
         try:
             yield connection
@@ -294,17 +331,21 @@ class HistorySink:
             connection.close()
 
     async def _held_offsets(self) -> dict[tuple[str, int], int]:
-        """The archive's next offsets, read once when the first message arrives."""
+        """The archive's next offsets, read once when the first message arrives.
+
+        Until the archive can be opened the sink takes nothing (and acks nothing): it
+        says why and tries again, with a growing pause.
+        """
         if self._next is not None:
             return self._next
         async with self._loading:
             while self._next is None:
                 try:
                     held, self._to_refold = await self._run(self._read_offsets)
-                except ArchiveBusy:
-                    log.info("history_archive_busy", retry_in_s=RETRY_S)
-                    await asyncio.sleep(RETRY_S)
+                except Exception as exc:
+                    await asyncio.sleep(self._trouble(exc))
                     continue
+                self._recovered()
                 log.info("history_sink_started", path=str(self.path), partitions=len(held))
                 self._next = held
         return self._next

@@ -19,11 +19,11 @@ import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -94,11 +94,28 @@ class WorkerSetup:
     web_port: int = field(default_factory=free_port)
     partitions: int = 6
     fast_rejoin: bool = True
+    history_sink: bool = True
+    """False: the worker runs without the DuckDB history sink (GEMBA_HISTORY_SINK=false)."""
+    duckdb_path: Path | None = None
+    """The history archive (GEMBA_DUCKDB_PATH); None: the worker's default, in `state_dir`."""
 
     @classmethod
     def fresh(cls, settings: Settings, state_dir: Path, *, fast_rejoin: bool = True) -> WorkerSetup:
         """A setup nobody else uses, on the test broker (see FAST_REJOIN_ENV)."""
         return cls(settings.bootstrap_servers, state_dir, fast_rejoin=fast_rejoin)
+
+    def sibling(self, state_dir: Path, *, history_sink: bool = True) -> WorkerSetup:
+        """Another worker of the same app (consumer group, tables, topics), with a state
+        directory, history archive and web port of its own: a scale-out."""
+        return replace(
+            self, state_dir=state_dir, web_port=free_port(), history_sink=history_sink,
+            duckdb_path=None,
+        )  # fmt: skip
+
+    @property
+    def archive(self) -> Path:
+        """Where this worker's history sink writes."""
+        return self.duckdb_path or self.state_dir / "gemba.duckdb"
 
     @property
     def app_id(self) -> str:
@@ -141,8 +158,11 @@ class WorkerSetup:
                 "GEMBA_ALERTS_TOPIC": self.alerts_topic,
                 "GEMBA_TOPIC_PARTITIONS": str(self.partitions),
                 "GEMBA_LOG_FORMAT": "json",
+                "GEMBA_HISTORY_SINK": "true" if self.history_sink else "false",
             }
         )
+        if self.duckdb_path is not None:
+            env["GEMBA_DUCKDB_PATH"] = str(self.duckdb_path)
         return env
 
     def create_touches_topic(self) -> None:
@@ -198,6 +218,45 @@ class WorkerProcess:
         if self._process is None or self._process.poll() is not None:
             raise RuntimeError(f"the worker exited; last lines of its log:\n{self.tail()}")
         return self.counts()
+
+    @property
+    def alive(self) -> bool:
+        """True while the worker process runs."""
+        return self._process is not None and self._process.poll() is None
+
+    def page(self, path: str) -> Any:
+        """A JSON page of the worker's web server, parsed; None if it does not answer."""
+        body = self.get(path)
+        return None if body is None else orjson.loads(body)
+
+    def archived(self) -> int | None:
+        """Offsets of the touches topic the history archive holds, once nothing is pending
+        (None while something is, or while the page does not answer)."""
+        page = self.page("/gemba/history/")
+        if page is None or page["pending"]:
+            return None
+        prefix = f"{self.setup.touches_topic}["
+        held: int = sum(n for key, n in page["next_offsets"].items() if key.startswith(prefix))
+        return held
+
+    def wait_until_archived(self, total: int, timeout_s: float = 60.0) -> int | None:
+        """Wait until the archive holds `total` offsets of the touches topic; what it holds
+        then (or at the deadline, for the caller's assertion to report)."""
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: True if self.archived() == total else None, timeout_s)
+        return self.archived()
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """Every JSON line of the worker's log (all its runs), parsed; other lines left out."""
+        found = []
+        for line in self.log.read_bytes().splitlines():
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict):
+                found.append(event)
+        return found
 
     def counts(self) -> Counts | None:
         """The counters, or None while the web server does not answer."""

@@ -21,7 +21,7 @@ from projections.assumption_facts import DealProfile, attribution_facts, deal_pr
 from projections.campaigns import link_responses
 from projections.categories import DealStatus
 from projections.errors import DealNotOpened, ProjectionError
-from projections.event_set import canonical_events
+from projections.event_set import canonical_events, known_at
 from projections.policy import Policy
 from projections.value_stream import DealValueStream, deal_value_stream
 
@@ -57,10 +57,6 @@ class KnownLog:
         return self.as_of or self.position.latest_event_at
 
 
-def _known_by(event: EventBase, recorded_at: datetime, as_of: datetime | None) -> bool:
-    return as_of is None or (event.occurred_at <= as_of and recorded_at <= as_of)
-
-
 def known_log(
     records: Iterable[tuple[EventBase, datetime]], as_of: datetime | None = None
 ) -> KnownLog:
@@ -74,7 +70,7 @@ def known_log(
     latest: datetime | None = None
     for event, recorded_at in records:
         read += 1
-        if not _known_by(event, recorded_at, as_of):
+        if not known_at(event, recorded_at, as_of):
             continue
         known += 1
         ids.add(event.event_id)

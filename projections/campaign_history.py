@@ -15,6 +15,7 @@ from projections.campaign_flow import FlowLink, campaign_flow
 from projections.campaign_report import CampaignRow, ModelComparison, campaign_table, compare_models
 from projections.campaigns import DealFacts, Journey, deal_facts_from_events, link_responses
 from projections.errors import DealNotOpened, ProjectionError
+from projections.event_set import known_at
 from projections.markov import MarkovModel, fit_markov
 from projections.policy import Policy
 from projections.shapley import ShapleyModel, fit_shapley
@@ -22,11 +23,6 @@ from projections.totals import Totals
 from projections.value_stream import deal_value_stream
 
 __all__ = ["CampaignHistory", "campaign_history"]
-
-
-def _known_by(event: EventBase, recorded_at: datetime, as_of: datetime | None) -> bool:
-    """Known at `as_of`: it had occurred and been recorded by then (all, without `as_of`)."""
-    return as_of is None or (event.occurred_at <= as_of and recorded_at <= as_of)
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def campaign_history(
     read = known = 0
     for event, recorded_at in records:
         read += 1
-        if not _known_by(event, recorded_at, as_of):
+        if not known_at(event, recorded_at, as_of):
             continue
         known += 1
         if isinstance(event, CampaignResponded):

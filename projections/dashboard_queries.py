@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from projections.errors import ProjectionError
+from projections.history_db import records
 
 __all__ = [
     "PROCESS_WASTES",
@@ -125,14 +126,6 @@ class Filters:
             clauses.append(f"list_contains($deal_ids, {deal}.deal_id)")
             parameters["deal_ids"] = sorted(self.deal_ids)
         return " AND ".join(clauses), parameters
-
-
-def _records(
-    connection: duckdb.DuckDBPyConnection, sql: str, parameters: Mapping[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    relation = connection.execute(sql, dict(parameters or {}))
-    names = [column[0] for column in relation.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 
 
 def _column(connection: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
@@ -282,7 +275,7 @@ def value_stream_map(
     with only a month, `value_stream_by WHERE dimension = 'stage' AND month = ...`.
     """
     where, parameters = filters.where("s.first_entered_at")
-    rows = _records(
+    rows = records(
         connection,
         f"SELECT s.stage, sum(s.deals) AS deals, sum(s.visits) AS visits, {_STAGE_SUMS} "
         f"FROM vs_stages s JOIN vs_deals d USING (deal_id) WHERE {where} "
@@ -394,7 +387,7 @@ def _split_at_stages(
 
 def deal_timeline(connection: duckdb.DuckDBPyConnection, deal_id: str) -> DealTimeline | None:
     """One deal's timeline, or None when the archive holds no value stream for it."""
-    deals = _records(
+    deals = records(
         connection,
         f"SELECT {_DEAL_COLUMNS} FROM deal_value_streams WHERE deal_id = $deal",
         {"deal": deal_id},
@@ -402,20 +395,20 @@ def deal_timeline(connection: duckdb.DuckDBPyConnection, deal_id: str) -> DealTi
     if not deals:
         return None
     deal = deals[0]
-    visits = _records(
+    visits = records(
         connection,
         "SELECT visit, stage, entered_at, left_at, regression, event_id FROM vs_visits "
         "WHERE deal_id = $deal ORDER BY visit",
         {"deal": deal_id},
     )
-    touches = _records(
+    touches = records(
         connection,
         "SELECT event_id, kind, direction, stage, touch_class, waste, rule, outcome, "
         f"meeting_kind, started_at, ended_at, process_us / {MINUTE_US} AS minutes "
         "FROM vs_touches WHERE deal_id = $deal ORDER BY started_at, event_id",
         {"deal": deal_id},
     )
-    stalls = _records(
+    stalls = records(
         connection,
         f"SELECT stage, started_at, ended_at, threshold_us / {MINUTE_US} AS threshold_min "
         "FROM vs_stalls WHERE deal_id = $deal ORDER BY started_at",
@@ -430,7 +423,7 @@ def find_deals(
     connection: duckdb.DuckDBPyConnection, text: str, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Deals whose id contains `text` (any case), stalled and open ones first."""
-    return _records(
+    return records(
         connection,
         "SELECT deal_id, status, stage, owner_id FROM vs_deals "
         "WHERE contains(lower(deal_id), lower($text)) "
@@ -479,7 +472,7 @@ def waste_pareto(
         for names, measured in ((PROCESS_WASTES, "process time"), (WAIT_WASTES, "wait"))
         for name in names
     )
-    rows = _records(
+    rows = records(
         connection,
         f"""
         WITH chosen AS (SELECT * FROM vs_deals d WHERE {where}),
@@ -537,7 +530,7 @@ def waste_deals(
     chosen = f"FROM vs_deals d WHERE d.{column} > 0 AND {where}"
     total = connection.execute(f"SELECT count(*) {chosen}", parameters).fetchall()[0][0]
     parameters |= {"category": category, "limit": max(1, min(int(limit), 1000))}
-    rows = _records(
+    rows = records(
         connection,
         f"SELECT d.deal_id, d.owner_id, d.segment, d.stage, d.status, "
         f"d.{column} / {MINUTE_US} AS minutes, "
@@ -559,7 +552,7 @@ def waste_details(
     """
     _category(category)
     if category == "inventory":
-        return _records(
+        return records(
             connection,
             f"SELECT stage, started_at, ended_at, threshold_us / {MINUTE_US} AS threshold_min "
             "FROM vs_stalls WHERE deal_id = $deal ORDER BY started_at",
@@ -571,12 +564,12 @@ def waste_details(
         "FROM vs_touches WHERE deal_id = $deal AND "
     )
     if category == "waiting_on_us":
-        return _records(
+        return records(
             connection,
             touches + "touch_class IS NULL ORDER BY started_at, event_id",
             {"deal": deal_id},
         )
-    return _records(
+    return records(
         connection,
         touches + "waste = $category ORDER BY started_at, event_id",
         {"deal": deal_id, "category": category},
@@ -619,7 +612,7 @@ def flow_over_time(connection: duckdb.DuckDBPyConnection) -> FlowOverTime:
     series = {stage: [0] * len(days) for stage in stages}
     for day, stage, deals in rows:
         series[str(stage)][index[str(day)]] = int(deals)
-    months = _records(connection, "SELECT * FROM flow_by_month ORDER BY month")
+    months = records(connection, "SELECT * FROM flow_by_month ORDER BY month")
     return FlowOverTime(
         days, tuple(stages), {stage: tuple(v) for stage, v in series.items()}, tuple(months)
     )
@@ -655,7 +648,7 @@ class StalledDeal:
 
 def stalled_deals(connection: duckdb.DuckDBPyConnection) -> list[StalledDeal]:
     """The `stalled_deals` view, longest stalled first, with each stall's evidence."""
-    rows = _records(
+    rows = records(
         connection,
         f"""
         WITH stalled AS (

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from events.models import EventBase
 
-__all__ = ["canonical_events", "event_order", "preferred_copy"]
+__all__ = ["canonical_events", "event_order", "known_at", "preferred_copy"]
 
 E = TypeVar("E", bound=EventBase)
 
@@ -16,6 +16,12 @@ E = TypeVar("E", bound=EventBase)
 def event_order(event: EventBase) -> tuple[datetime, str]:
     """The fold order: event time, then event id (a total order on a set of events)."""
     return (event.occurred_at, event.event_id)
+
+
+def known_at(event: EventBase, recorded_at: datetime, as_of: datetime | None) -> bool:
+    """Whether the world knew the event at `as_of`: it had occurred and been recorded by then
+    (every event, without `as_of`). The as-of rule of replays and of every history question."""
+    return as_of is None or (event.occurred_at <= as_of and recorded_at <= as_of)
 
 
 def preferred_copy(held: E, other: E) -> E:

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from events import Event, EventBase, EventRejected, decode, encode
 from projections.errors import DealNotOpened, ProjectionError
+from projections.event_set import known_at
 from projections.policy import Policy
 from projections.totals import Totals
 from projections.value_stream import DealValueStream, deal_value_stream
@@ -54,6 +55,7 @@ __all__ = [
     "open_archive",
     "read_only_query",
     "recorded_at_from_ms",
+    "records",
     "replay",
     "replay_diff",
     "value_stream_report",
@@ -1168,10 +1170,6 @@ def content_hash(documents: Mapping[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def _known_by(event: EventBase, recorded_at: datetime, as_of: datetime | None) -> bool:
-    return as_of is None or (event.occurred_at <= as_of and recorded_at <= as_of)
-
-
 def replay(
     records: Iterable[tuple[EventBase, datetime]], policy: Policy, as_of: datetime | None = None
 ) -> Replay:
@@ -1186,7 +1184,7 @@ def replay(
     read = known = 0
     for event, recorded_at in records:
         read += 1
-        if _known_by(event, recorded_at, as_of):
+        if known_at(event, recorded_at, as_of):
             known += 1
             if event.deal_id is not None:
                 by_deal[event.deal_id].append(event)
@@ -1605,9 +1603,10 @@ class ValueStreamReport:
     changes: list[ReportChange]
 
 
-def _records(
+def records(
     connection: duckdb.DuckDBPyConnection, sql: str, parameters: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
+    """The rows of a query as dicts by column name (parameters bound, never formatted in)."""
     relation = connection.execute(sql, dict(parameters or {}))
     names = [column[0] for column in relation.description or ()]
     return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
@@ -1618,12 +1617,12 @@ def _waste_examples(
 ) -> list[dict[str, Any]]:
     if line["measured_as"] == "wait":
         column = f"{line['category']}_us"
-        return _records(
+        return records(
             connection,
             f"SELECT deal_id, owner_id, stage, {column} / {MINUTE} AS minutes FROM vs_deals "
             f"WHERE {column} > 0 ORDER BY {column} DESC, deal_id LIMIT {int(count)}",
         )
-    return _records(
+    return records(
         connection,
         "SELECT deal_id, event_id, kind, stage, minutes FROM touches WHERE waste = $waste "
         f"ORDER BY minutes DESC, event_id LIMIT {int(count)}",
@@ -1657,8 +1656,8 @@ def _period_figures(
     connection: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime
 ) -> dict[str, Any]:
     window = {"lo": lo, "hi": hi}
-    figures = _records(connection, _PERIOD_DEALS, window)[0]
-    figures |= _records(connection, _PERIOD_TOUCHES, window)[0]
+    figures = records(connection, _PERIOD_DEALS, window)[0]
+    figures |= records(connection, _PERIOD_TOUCHES, window)[0]
     closed = (figures["deals_won"] or 0) + (figures["deals_lost"] or 0)
     figures["win_rate"] = figures["deals_won"] / closed if closed else None
     return figures
@@ -1669,16 +1668,16 @@ def value_stream_report(
 ) -> ValueStreamReport:
     """The value-stream summary from the archive's tables, as of its latest event time."""
     as_of: datetime | None = _scalar(connection, "SELECT max(occurred_at) FROM events")
-    overall = _records(connection, "SELECT * FROM pce_by WHERE dimension = 'all'")
-    stages = _records(
+    overall = records(connection, "SELECT * FROM pce_by WHERE dimension = 'all'")
+    stages = records(
         connection,
         "SELECT p.* FROM pce_by p LEFT JOIN (SELECT DISTINCT stage, stage_rank FROM vs_stages) r "
         "ON r.stage = p.value WHERE p.dimension = 'stage' ORDER BY r.stage_rank NULLS LAST, value",
     )
-    wastes = _records(connection, f"SELECT * FROM waste_pareto ORDER BY rank LIMIT {int(top)}")
+    wastes = records(connection, f"SELECT * FROM waste_pareto ORDER BY rank LIMIT {int(top)}")
     for line in wastes:
         line["examples"] = _waste_examples(connection, line, 3)
-    stalled = _records(
+    stalled = records(
         connection, f"SELECT * FROM stalled_deals ORDER BY silent_days DESC LIMIT {int(top)}"
     )
     changes: list[ReportChange] = []

@@ -22,6 +22,7 @@ from streams.cli_alerts import register as register_alerts
 from streams.cli_assumptions import register as register_assumptions
 from streams.cli_campaigns import register as register_campaigns
 from streams.cli_export import register as register_export
+from streams.cli_history import _settings
 from streams.cli_history import register as register_history
 from streams.cli_import import register as register_import
 from streams.cli_ingest import register as register_ingest
@@ -37,11 +38,6 @@ __all__ = ["cli", "main"]
 
 err = Console(stderr=True)
 """Files at least this large show a progress bar (on a terminal)."""
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

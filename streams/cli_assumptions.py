@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from streams.assumptions_report import (
@@ -19,7 +17,7 @@ from streams.assumptions_report import (
     period_label,
     report_document,
 )
-from streams.cli_history import _guarded, _json, _log, _policy, _settings, parse_as_of
+from streams.cli_history import _guarded, _json, _log, _policy, _settings, parse_as_of, wide_console
 from streams.errors import GembaError
 
 if TYPE_CHECKING:
@@ -30,11 +28,6 @@ __all__ = ["assumptions", "code_version", "register"]
 
 _COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _console() -> Console:
-    """Wide tables stay whole when the output is a file or a pipe (rich assumes 80 columns)."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _when(report: AssumptionsReport) -> str:
@@ -213,7 +206,7 @@ def check(
     if as_json:
         click.echo(_json(document | ({"trend": trend_documents} if trend else {})))
         return
-    console = _console()
+    console = wide_console()
     console.print(_claims_table(final))
     if trend:
         for result in final.results:
@@ -255,7 +248,7 @@ def fields(as_json: bool) -> None:
     operators = Table("op", "applies to", title="Operators")
     for op, kinds in OPERATORS.items():
         operators.add_row(op, ", ".join(sorted(map(str, kinds))))
-    console = _console()
+    console = wide_console()
     for table in (facts, metrics, operators):
         console.print(table)
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from streams.cli_history import (
@@ -20,6 +18,7 @@ from streams.cli_history import (
     _policy,
     _settings,
     parse_as_of,
+    wide_console,
 )
 from streams.errors import GembaError
 
@@ -54,11 +53,6 @@ def load_costs(path: Path) -> dict[str, Decimal]:
             raise GembaError(f"{path}:{line}: cost {cost!r} must be zero or more")
         costs[campaign_id] = amount.quantize(Decimal("0.01"))
     return costs
-
-
-def _console() -> Console:
-    """Wide tables stay whole when the output is a file or a pipe (rich assumes 80 columns)."""
-    return Console() if sys.stdout.isatty() else Console(width=220)
 
 
 def _money(value: Decimal | None) -> str:
@@ -104,7 +98,7 @@ def _print_table(rows: Any, model: str, head: str) -> None:
             _pct(row.roi), _days(row.median_days_to_win),
             _pct(row.process_cycle_efficiency), _pct(row.waste_share),
         )  # fmt: skip
-    _console().print(table)
+    wide_console().print(table)
 
 
 def _print_comparison(comparisons: Any) -> None:
@@ -114,7 +108,7 @@ def _print_comparison(comparisons: Any) -> None:
             f"{_money(each.credits.get(model))} (#{each.ranks.get(model, '-')})" for model in MODELS
         ]
         table.add_row(each.campaign_id, *cells, "; ".join(each.findings) or "-")
-    _console().print(table)
+    wide_console().print(table)
     flagged = [each.campaign_id for each in comparisons if each.flagged]
     if flagged:
         click.echo(
@@ -130,7 +124,7 @@ def _print_flow(links: Any) -> None:
             f"{link.source.layer}: {link.source.name}", f"{link.target.layer}: {link.target.name}",
             f"{link.deals:,}", _money(link.value),
         )  # fmt: skip
-    _console().print(table)
+    wide_console().print(table)
 
 
 def _flow_document(links: Any) -> list[dict[str, Any]]:

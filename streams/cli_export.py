@@ -8,18 +8,13 @@ from typing import IO, cast
 
 import click
 
-from streams.cli_history import parse_as_of, reading
+from streams.cli_history import _settings, parse_as_of, reading
 from streams.errors import GembaError
 from streams.settings import Settings
 
 __all__ = ["export", "register"]
 
 FORMATS = ("xes", "ocel", "parquet", "csv")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.find_root().obj
-    return settings
 
 
 def _archived(settings: Settings, as_of: datetime | None) -> list[tuple[object, datetime]]:

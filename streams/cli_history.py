@@ -74,6 +74,11 @@ def _guarded(work: Callable[[], T]) -> T:
         raise GembaError(str(exc)) from None
 
 
+def wide_console() -> Console:
+    """Wide tables stay whole when the output is a file or a pipe (rich assumes 80 columns)."""
+    return Console() if sys.stdout.isatty() else Console(width=220)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value.total_seconds()

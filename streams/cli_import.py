@@ -16,6 +16,7 @@ from events import EventBase
 from events.codec import encode
 from events.importers import KINDS, ImporterError, ImportRequest, ImportTally, import_file
 from events.producer import KafkaEventPublisher
+from streams.cli_history import _settings
 from streams.errors import GembaError
 from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.progress import byte_progress
@@ -27,11 +28,6 @@ err = Console(stderr=True)
 """Files at least this large show a progress bar (on a terminal)."""
 EXIT_REFUSED = 1
 """Exit status when rows were refused (the rest went in); 2 is for errors that stop it."""
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.find_root().obj
-    return settings
 
 
 class _Destination(Protocol):

@@ -21,6 +21,13 @@ from events import Event, EventBase, EventRejected, decode, encode
 from projections.errors import DealNotOpened, ProjectionError
 from projections.event_set import known_at
 from projections.policy import Policy
+from projections.replay_sql import (
+    FACTS_DDL,
+    SqlReplay,
+    deal_digest,
+    fill_facts,
+    streams_hash,
+)
 from projections.totals import Totals
 from projections.value_stream import DealValueStream, deal_value_stream
 
@@ -58,6 +65,7 @@ __all__ = [
     "records",
     "replay",
     "replay_diff",
+    "sql_replay_diff",
     "value_stream_report",
     "verify_archive",
 ]
@@ -178,8 +186,9 @@ _TOTALS_DDL = ", ".join(
     + [f"{name} INTEGER NOT NULL" for name, _ in COUNT_FIELDS]
 )
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a table or view changes; a writer opening an older file updates its views."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a table or view changes; a writer opening an older file updates its views
+(version 2 added the fold facts that `gemba replay` reads; they are derived for old files)."""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS archive_schema (version INTEGER NOT NULL);
@@ -211,6 +220,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     alert_id VARCHAR PRIMARY KEY, kind VARCHAR, deal_id VARCHAR, stage VARCHAR,
     occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ NOT NULL, payload JSON NOT NULL,
     source_partition INTEGER NOT NULL, source_offset BIGINT NOT NULL);
+{FACTS_DDL}
 CREATE TABLE IF NOT EXISTS vs_deals (
     deal_id VARCHAR NOT NULL, policy_version VARCHAR NOT NULL, status VARCHAR NOT NULL,
     stage VARCHAR NOT NULL, owner_id VARCHAR NOT NULL, segment VARCHAR, product VARCHAR,
@@ -431,6 +441,7 @@ def open_archive(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConne
     if not read_only and _schema_version(connection) != SCHEMA_VERSION:
         with _transaction(connection):
             connection.execute(SCHEMA)
+            fill_facts(connection)  # an archive written before version 2 has none yet
             for name, body in VIEWS.items():
                 connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
             connection.execute("DELETE FROM archive_schema")
@@ -695,6 +706,13 @@ class HistoryWriter:
             appended.rows.append(row)
             appended.new.append(event)
         _insert(connection, "events", appended.rows)
+        if appended.rows:
+            ids = pa.table({"event_id": pa.array([row["event_id"] for row in appended.rows])})
+            connection.register("appended_event_ids", ids)
+            try:
+                fill_facts(connection, only="appended_event_ids")
+            finally:
+                connection.unregister("appended_event_ids")
         _insert(connection, "duplicates", appended.duplicates)
         return appended
 
@@ -1154,20 +1172,40 @@ class Replay:
 
     @property
     def content_hash(self) -> str:
-        """sha256 over the deals' value-stream JSON, sorted by deal id."""
-        return content_hash(self.documents)
+        """The content hash of the rebuilt value streams (see `content_hash`)."""
+        return streams_hash((d, deal_digest(stream)) for d, stream in self.streams.items())
 
     def total(self) -> Totals:
         """All deals' totals together."""
         return sum((stream.totals for stream in self.streams.values()), Totals())
 
+    @property
+    def totals(self) -> Totals:
+        """All deals' totals together."""
+        return self.total()
+
+    @property
+    def deals(self) -> int:
+        """How many deals were rebuilt."""
+        return len(self.streams)
+
+    @property
+    def deals_by_status(self) -> dict[str, int]:
+        """Deals rebuilt, by status."""
+        counts: dict[str, int] = {}
+        for stream in self.streams.values():
+            counts[str(stream.status)] = counts.get(str(stream.status), 0) + 1
+        return dict(sorted(counts.items()))
+
 
 def content_hash(documents: Mapping[str, bytes]) -> str:
-    """The canonical content hash of value-stream documents: same documents, same hash."""
-    digest = hashlib.sha256()
-    for deal_id in sorted(documents):
-        digest.update(deal_id.encode() + b"\n" + documents[deal_id] + b"\n")
-    return digest.hexdigest()
+    """The canonical content hash of value-stream documents (DealValueStream JSON by deal id):
+    sha256 over each deal's canonical lines (projections.replay_sql.canonical_lines), then
+    over the deals' digests in deal-id order; the SQL replay computes the same."""
+    return streams_hash(
+        (deal_id, deal_digest(DealValueStream.model_validate_json(document)))
+        for deal_id, document in documents.items()
+    )
 
 
 def replay(
@@ -1254,6 +1292,60 @@ def replay_diff(base: Replay, other: Replay) -> list[DealDifference]:
         )
         if changed or moved:
             differences.append(DealDifference(deal_id, changed, moved))
+    return differences
+
+
+_SQL_FIGURES = {
+    **{
+        name: f"{'w_' + name[6:] if name.startswith('waste_') else name}_us"
+        for name, _ in TIME_FIELDS
+    },
+}
+
+
+def _row_figures(row: Mapping[str, Any]) -> dict[str, float | None]:
+    figures: dict[str, float | None] = {
+        name: row[column] / 60_000_000 for name, column in _SQL_FIGURES.items()
+    }
+    figures["waste"] = sum(row[f"w_{name}_us"] for name in PROCESS_WASTES) / 60_000_000
+    figures["rework"] = float(row["rework"])
+    lead = row["lead_time_us"]
+    figures["pce"] = row["value_added_us"] / lead if lead else None
+    return figures
+
+
+def sql_replay_diff(
+    connection: duckdb.DuckDBPyConnection, base: SqlReplay, other: SqlReplay
+) -> list[DealDifference]:
+    """`replay_diff` for two SQL replays held in `connection` (same archive, same as-of)."""
+
+    def rows(prefix: str) -> dict[str, dict[str, Any]]:
+        relation = connection.execute(f"SELECT * FROM {prefix}out")
+        names = [column[0] for column in relation.description or ()]
+        return {str(r[0]): dict(zip(names, r, strict=True)) for r in relation.fetchall()}
+
+    before, after = rows(base.prefix), rows(other.prefix)
+    moved = dict(
+        connection.execute(
+            f"""SELECT n.deal_id, count(*) FROM {base.prefix}touches a
+            FULL JOIN {other.prefix}touches b USING (ord)
+            JOIN deal_numbers n ON n.deal_no = coalesce(a.dn, b.dn)
+            WHERE a.touch_class IS DISTINCT FROM b.touch_class
+               OR a.waste IS DISTINCT FROM b.waste
+            GROUP BY n.deal_id"""
+        ).fetchall()
+    )
+    differences = []
+    for deal_id in sorted(before.keys() | after.keys()):
+        old = _row_figures(before[deal_id]) if deal_id in before else {}
+        new = _row_figures(after[deal_id]) if deal_id in after else {}
+        changed = {
+            name: (old.get(name), new.get(name))
+            for name in {*old, *new}
+            if old.get(name) != new.get(name)
+        }
+        if changed or moved.get(deal_id):
+            differences.append(DealDifference(deal_id, changed, int(moved.get(deal_id, 0))))
     return differences
 
 

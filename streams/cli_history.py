@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from events import EventBase
     from projections.history_db import Replay, ValueStreamReport
     from projections.policy import Policy
+    from projections.replay_sql import SqlReplay
 
 __all__ = ["audit", "parse_as_of", "query", "register", "replay", "report"]
 
@@ -342,19 +343,17 @@ def _log(settings: Settings, source: str) -> list[tuple[EventBase, datetime]]:
         return _guarded(lambda: archived_events(connection))
 
 
-def _replay_summary(replayed: Replay, source: str) -> dict[str, Any]:
-    totals = replayed.total()
-    statuses: dict[str, int] = {}
-    for stream in replayed.streams.values():
-        statuses[str(stream.status)] = statuses.get(str(stream.status), 0) + 1
+def _replay_summary(replayed: Replay | SqlReplay, source: str, engine: str) -> dict[str, Any]:
+    totals = replayed.totals
     return {
         "source": source,
+        "engine": engine,
         "as_of": replayed.as_of.isoformat() if replayed.as_of else None,
         "policy_version": replayed.policy_version,
         "events_read": replayed.events_read,
         "events_known": replayed.events_known,
-        "deals": len(replayed.streams),
-        "deals_by_status": dict(sorted(statuses.items())),
+        "deals": replayed.deals,
+        "deals_by_status": replayed.deals_by_status,
         "pce": totals.process_cycle_efficiency,
         "minutes": {
             "lead_time": totals.lead_time.total_seconds() / 60,
@@ -375,7 +374,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     statuses = ", ".join(f"{k} {v:,}" for k, v in summary["deals_by_status"].items())
     click.echo(
         f"replayed {summary['events_read']:,} events from {summary['source']}{known} "
-        f"under policy {summary['policy_version']}"
+        f"under policy {summary['policy_version']} ({summary['engine']} fold)"
     )
     click.echo(f"deals: {summary['deals']:,} ({statuses}); PCE {_pct(summary['pce'])}")
     click.echo(
@@ -384,13 +383,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     click.echo(f"content hash: {summary['content_hash']}")
 
 
-def _print_diff(base: Replay, other: Replay, top: int) -> None:
-    from projections.history_db import replay_diff
-
-    differences = replay_diff(base, other)
-    before, after = base.total(), other.total()
+def _print_diff(
+    base: Replay | SqlReplay, other: Replay | SqlReplay, differences: list[Any], top: int
+) -> None:
+    before, after = base.totals, other.totals
     click.echo(
-        f"{len(differences):,} of {len(base.streams):,} deals change from policy "
+        f"{len(differences):,} of {base.deals:,} deals change from policy "
         f"{base.policy_version} to {other.policy_version}"
     )
     table = Table(
@@ -464,38 +462,87 @@ def _change(difference: Any, name: str) -> float:
     help="Also replay under this policy and show what changes.",
 )
 @click.option("--top", default=20, show_default=True, help="Deals to list with --diff.")
+@click.option(
+    "--engine",
+    type=click.Choice(["sql", "python"]),
+    default=None,
+    help="sql: the whole fold vectorised in DuckDB (the default with --from duckdb); "
+    "python: deal by deal, the streaming worker's own fold (the only one with --from kafka). "
+    "Both give the same content hash.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def replay(
     ctx: click.Context, as_of: str | None, policy_file: Path | None, source: str,
-    other_policy: Path | None, top: int, as_json: bool,
+    other_policy: Path | None, top: int, engine: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Rebuild every deal's value stream from the log, as the world looked at a time.
 
     Prints a summary and the content hash of the rebuilt value streams: the same
     events and policy give the same hash on any machine, and equal the worker's.
     """
-    from projections.history_db import replay as fold_log
-    from projections.history_db import replay_diff
-
     settings = _settings(ctx)
     moment = parse_as_of(as_of)
     rules = _policy(policy_file, settings)
     other_rules = _policy(other_policy, settings) if other_policy else None
+    engine = engine or ("sql" if source == "duckdb" else "python")
+    if engine == "sql" and source == "kafka":
+        raise GembaError(
+            "the sql fold reads the DuckDB archive: use --from duckdb, or --engine python "
+            "to replay the topic"
+        )
+    if engine == "sql":
+        _replay_in_sql(settings, rules, other_rules, moment, top, as_json)
+        return
+    _replay_in_python(settings, source, rules, other_rules, moment, top, as_json)
+
+
+def _replay_in_sql(
+    settings: Settings, rules: Policy, other_rules: Policy | None, moment: datetime | None,
+    top: int, as_json: bool,
+) -> None:  # fmt: skip
+    from projections.history_db import sql_replay_diff
+    from projections.replay_sql import sql_replay
+
+    with reading(settings) as connection:
+        base = _guarded(lambda: sql_replay(connection, rules, moment, prefix="rp_"))
+        summary = _replay_summary(base, "duckdb", "sql")
+        if other_rules is None:
+            click.echo(_json(summary)) if as_json else _print_summary(summary)
+            return
+        other = _guarded(lambda: sql_replay(connection, other_rules, moment, prefix="rq_"))
+        differences = _guarded(lambda: sql_replay_diff(connection, base, other))
+    _show_diff(summary, base, other, differences, "duckdb", "sql", top, as_json)
+
+
+def _replay_in_python(
+    settings: Settings, source: str, rules: Policy, other_rules: Policy | None,
+    moment: datetime | None, top: int, as_json: bool,
+) -> None:  # fmt: skip
+    from projections.history_db import replay as fold_log
+    from projections.history_db import replay_diff
+
     records = _log(settings, source)
     base = _guarded(lambda: fold_log(records, rules, moment))
-    summary = _replay_summary(base, source)
+    summary = _replay_summary(base, source, "python")
     if other_rules is None:
         click.echo(_json(summary)) if as_json else _print_summary(summary)
         return
     other = _guarded(lambda: fold_log(records, other_rules, moment))
+    _show_diff(summary, base, other, replay_diff(base, other), source, "python", top, as_json)
+
+
+def _show_diff(
+    summary: dict[str, Any], base: Replay | SqlReplay, other: Replay | SqlReplay,
+    differences: list[Any], source: str, engine: str, top: int, as_json: bool,
+) -> None:  # fmt: skip
     if as_json:
-        deals = [asdict(difference) for difference in replay_diff(base, other)]
-        other_summary = _replay_summary(other, source)
+        other_summary = _replay_summary(other, source, engine)
+        deals = [asdict(difference) for difference in differences]
         click.echo(_json({"base": summary, "other": other_summary, "deals": deals}))
         return
     _print_summary(summary)
-    _print_diff(base, other, top)
+    _print_diff(base, other, differences, top)
 
 
 # --- audit -----------------------------------------------------------------------------------

@@ -399,7 +399,8 @@ def _steps(policy: Policy, as_of: datetime | None, p: str, *, packed: bool) -> l
                k.event_id, k.le, k.status,
                (row_number() OVER w - 1) * 4294967296
                    + dense_rank() OVER (ORDER BY k.stage) * 2
-                   + CAST(k.stage IN {_in(rules.overproduction_stages)} AS INTEGER) AS vcode
+                   + CAST(coalesce(k.stage IN {_in(rules.overproduction_stages)}, false)
+                          AS INTEGER) AS vcode
         FROM kept k
         LEFT JOIN {par.ranks} r ON r.stage = k.stage
         LEFT JOIN {par.ranks} b ON b.stage = k.before

@@ -31,6 +31,7 @@ from projections.history_db import (
     replay,
     verify_archive,
 )
+from projections.replay_sql import sql_replay
 from projections.rollup import DIMENSIONS
 from streams.cli import cli
 from streams.settings import Settings
@@ -242,9 +243,11 @@ def test_streaming_and_replayed_projections_have_the_same_content_hash(
     streaming = content_hash({k.decode(): v or b"" for k, v in archived.value_streams.items()})
 
     replayed = replay(archived_events(archive), default_policy())
+    in_sql = sql_replay(archive, default_policy())
 
     assert replayed.content_hash == streaming
-    assert len(replayed.streams) == len(archived.expected)
+    assert in_sql.content_hash == streaming
+    assert len(replayed.streams) == in_sql.deals == len(archived.expected)
 
 
 def test_sql_totals_by_stage_rep_segment_and_product_equal_the_worker_rollups(

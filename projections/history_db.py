@@ -1297,11 +1297,10 @@ def replay_diff(base: Replay, other: Replay) -> list[DealDifference]:
 
 
 _SQL_FIGURES = {
-    **{
-        name: f"{'w_' + name[6:] if name.startswith('waste_') else name}_us"
-        for name, _ in TIME_FIELDS
-    },
+    name: f"w_{name.removeprefix('waste_')}_us" if name.startswith("waste_") else f"{name}_us"
+    for name, _ in TIME_FIELDS
 }
+"""The figures of a deal in `replay_diff`, as columns of the SQL replay's deal table."""
 
 
 def _row_figures(row: Mapping[str, Any]) -> dict[str, float | None]:

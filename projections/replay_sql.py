@@ -51,6 +51,7 @@ __all__ = [
     "FACTS_DDL",
     "SqlReplay",
     "canonical_lines",
+    "deal_digest",
     "fill_facts",
     "sql_replay",
     "streams_hash",

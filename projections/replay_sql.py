@@ -326,7 +326,7 @@ def _steps(policy: Policy, as_of: datetime | None, p: str, *, packed: bool) -> l
     )
     allowance = rules.internal_meeting_allowance_per_stage
     chasing_after = rules.emails_before_chasing
-    w = {k: _q(str(v)) for k, v in vars(WasteCategory).items() if isinstance(v, WasteCategory)}
+    w = {category.name: _q(str(category)) for category in WasteCategory}
     return [
         f"""CREATE OR REPLACE TEMP VIEW {p}dealnos AS
         SELECT deal_id, deal_no AS dn FROM deal_numbers""",

@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/bench_history.py
 	$(BIN)/python bench/bench_alerts.py --deals 20000 --rate 300 --seconds 30
 	$(BIN)/python bench/bench_worker.py --events 100000
+	$(BIN)/python bench/bench_scaleout.py --events 60000
 	$(BIN)/python bench/bench_analysis.py --events 1000000
 	$(BIN)/python bench/bench_dashboard.py
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaProducer
@@ -12,7 +13,8 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from events.codec import LineRefused, decode_jsonl, encode
-from events.errors import PublishError
+from events.errors import EventRejected, PublishError
+from events.future import FutureLimit
 from events.models import EventBase
 from events.pseudonyms import Pseudonymiser
 
@@ -181,10 +183,15 @@ def publish_jsonl(
     lines: Iterable[bytes],
     publisher: EventPublisher,
     on_line: Callable[[int], None] | None = None,
+    *,
+    future: FutureLimit | None = None,
+    recorded_at: datetime | None = None,
 ) -> PublishReport:
     """Validate each JSON line, publish the good ones, collect the refused ones.
 
-    `on_line` is called with each raw line's length, for progress reporting.
+    `on_line` is called with each raw line's length, for progress reporting. With
+    `future` and `recorded_at` (when the run began), lines dated further ahead than the
+    limit are refused as future-dated.
     """
     report = PublishReport()
 
@@ -194,9 +201,13 @@ def publish_jsonl(
                 on_line(len(line))
             yield line
 
-    for _, outcome in decode_jsonl(counted()):
+    for number, outcome in decode_jsonl(counted()):
         if isinstance(outcome, LineRefused):
             report.refused.append(outcome)
+            continue
+        problem = future.problem(outcome, recorded_at) if future and recorded_at else None
+        if problem is not None:
+            report.refused.append(LineRefused(number, EventRejected([problem])))
             continue
         publisher.publish(outcome)
         report.published += 1

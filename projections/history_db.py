@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import TypeAdapter, ValidationError
 
 from events import Event, EventBase, EventRejected, decode, encode
+from events.future import FutureLimit
 from projections.errors import DealNotOpened, ProjectionError
 from projections.event_set import known_at
 from projections.policy import Policy
@@ -596,10 +597,16 @@ class HistoryWriter:
     """
 
     def __init__(
-        self, policy: Policy, decoded_deals: int = DECODED_DEALS, *, value_streams: bool = True
+        self,
+        policy: Policy,
+        decoded_deals: int = DECODED_DEALS,
+        *,
+        value_streams: bool = True,
+        future_limit: FutureLimit | None = None,
     ) -> None:
         self.policy = policy
         self.value_streams = value_streams
+        self.future_limit = future_limit
         self._decoded: OrderedDict[str, dict[str, EventBase]] = OrderedDict()
         self._decoded_deals = decoded_deals
 
@@ -685,7 +692,7 @@ class HistoryWriter:
         appended = _EventsAppended()
         fresh = _fresh(records, heads, gaps)
         appended.already_archived = len(records) - len(fresh)
-        decoded = [(record, _decoded_or_none(record.value)) for record in fresh]
+        decoded = [(record, self._event_or_none(record)) for record in fresh]
         stored = _stored_payloads(connection, {e.event_id for _, e in decoded if e is not None})
         for record, event in decoded:
             key = (record.topic, record.partition)
@@ -716,6 +723,15 @@ class HistoryWriter:
                 connection.unregister("appended_event_ids")
         _insert(connection, "duplicates", appended.duplicates)
         return appended
+
+    def _event_or_none(self, record: LogRecord) -> EventBase | None:
+        """The record's event; None for what the worker dead-letters instead (it reaches the
+        archive from the dead-letter topic): a bad message, or one dated too far ahead."""
+        event = _decoded_or_none(record.value)
+        limit = self.future_limit
+        if event is not None and limit is not None and limit.is_future(event, record.recorded_at):
+            return None
+        return event
 
     def _refresh_deals(
         self, connection: duckdb.DuckDBPyConnection, deal_ids: list[str]

@@ -30,6 +30,7 @@ from projections.alerts import (
 )
 from projections.policy import Policy
 from projections.value_stream import DealValueStream, deal_value_stream
+from streams.partitioned import held_partitions
 from streams.settings import Settings
 from streams.webhook import attach_webhook_sender
 
@@ -150,8 +151,9 @@ class StallAlertEngine:
     Table writes carry the deal's partition explicitly (`send_changelog` plus the local
     store), because timers run outside stream iteration, with no current event. An
     asyncio lock keeps the agent and the timer from checking the same deal at once.
-    Alerts go out before the state that records them: a crash in between repeats an
-    alert (same `alert_id`, which the webhook sender skips), never loses one.
+    Alerts go out just before the state that records them, through the same producer
+    buffer: a crash can repeat an alert only in the instant between the two (same
+    `alert_id`, which the webhook sender skips), and never loses one.
     With the event clock, the same log gives the same alerts, whatever the batches
     and restarts, as long as each partition's events come in event-time order; an
     event that comes late may disprove an alerted episode (closed as `withdrawn`).
@@ -178,8 +180,15 @@ class StallAlertEngine:
     async def deal_folded(self, partition: int, stream: DealValueStream) -> None:
         """Check a refolded deal at its own latest event; see the class docstring."""
         async with self._lock:
-            self.clocks[partition].saw(stream.as_of, self._now())
+            clock = self.clocks[partition]
+            clock.saw(stream.as_of, self._now())
             state = self._state_for(stream.deal_id, partition)
+            if state.ledger.open and clock.watermark and clock.watermark > stream.as_of:
+                # A late event of a stalled deal: an episode alerted as of its partition's
+                # event time may start after the deal's own latest event, where the stream
+                # cannot show it (it would look disproved and be withdrawn). Judge it there.
+                await self._recheck(stream.deal_id, state, clock.watermark)
+                return
             check = check_stalls(stream, state.account_id, self.learner.thresholds, state.ledger)
             # A touch starting at the stream's very watermark is not in it yet; if it is a
             # value-added one it ends the episode, so a stalled deal is looked at again
@@ -202,14 +211,31 @@ class StallAlertEngine:
                 clock.tick(now)
                 await self._fire_due(partition)
 
-    async def rebuild(self) -> None:
-        """After recovery: due times, clocks and won deals from the table (this worker's part)."""
+    async def partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
+        """A rebalance began: nothing is due here until `rebuild` reads the table again (the
+        partitions may go to another worker, which alerts their deals from then on)."""
         async with self._lock:
             self._due.clear()
+
+    async def rebuild(self) -> None:
+        """After recovery: due times, clocks and won deals from the table (this worker's part).
+
+        The table's memory also holds deals of partitions this worker has handed over (what
+        it wrote for them) and of its standby partitions: they are left to their owners, or
+        a live clock here would alert them a second time and write their state."""
+        held = held_partitions(self.table)
+        deals = 0
+        async with self._lock:
+            self._due.clear()
+            for partition in [p for p in self.clocks if held is not None and p not in held]:
+                del self.clocks[partition]
             now = self._now()
             for deal_id, raw in list(self.table.data.items()):
                 stored = orjson.loads(raw)
                 partition = int(stored["partition"])
+                if held is not None and partition not in held:
+                    continue
+                deals += 1
                 if stored["checked_at"]:
                     self.clocks[partition].saw(datetime.fromisoformat(stored["checked_at"]), now)
                 if stored["due_at"]:
@@ -222,17 +248,21 @@ class StallAlertEngine:
             self.learner.refresh()
         log.info(
             "stall_alerts_recovered",
-            deals=len(self.table.data),
+            deals=deals,
             due=sum(len(heap) for heap in self._due.values()),
         )
 
     def open_episodes(self) -> dict[str, Any]:
-        """Open stall episodes in this worker's state (their deal-stalled alerts), oldest first."""
+        """Open stall episodes of this worker's partitions (their deal-stalled alerts), oldest
+        first."""
+        held = held_partitions(self.table)
         alerts = [
             alert
             for raw in self.table.data.values()
             if NO_OPEN_EPISODE not in raw
-            for alert in orjson.loads(raw)["ledger"]["open"].values()
+            for stored in [orjson.loads(raw)]
+            if held is None or stored["partition"] in held
+            for alert in stored["ledger"]["open"].values()
         ]
         alerts.sort(
             key=lambda alert: (datetime.fromisoformat(alert["stalled_at"]), alert["deal_id"])
@@ -245,11 +275,14 @@ class StallAlertEngine:
         return {"watermarks": watermarks, "open": alerts}
 
     def quality(self) -> dict[str, Any]:
-        """Alert precision per stage over the closed deals in this worker's state."""
+        """Alert precision per stage over the closed deals of this worker's partitions."""
+        held = held_partitions(self.table)
         closed = [
-            ClosedDeal.model_validate(orjson.loads(raw)["outcome"])
+            ClosedDeal.model_validate(stored["outcome"])
             for raw in self.table.data.values()
             if STILL_OPEN not in raw
+            for stored in [orjson.loads(raw)]
+            if held is None or stored["partition"] in held
         ]
         return {
             "policy_version": self.learner.thresholds.policy_version,
@@ -307,11 +340,12 @@ class StallAlertEngine:
             heapq.heappush(self._due[settled.partition], (due, deal_id))
 
     async def _publish(self, alert: StallAlert) -> None:
-        # force: not attached to the current event (Faust would publish it only at the next
-        # commit, and lose it if the worker died before; the state recording it would not be).
-        await self.topic.send(
-            key=alert.deal_id.encode(), value=alert.model_dump_json().encode(), force=True
-        )
+        # Into the producer's buffer, right before the state that records it (`_save`), so
+        # the two reach Kafka together, and a commit (which flushes the buffer) covers both.
+        # Sent around the buffer (`send(force=True)`), the alert went out at once while its
+        # state waited behind the buffer's backlog (thousands of changelog records when
+        # catching up): a SIGKILL in between sent it again after the restart.
+        self.topic.send_soon(key=alert.deal_id.encode(), value=alert.model_dump_json().encode())
         self.alerts_sent += 1
         log.debug("stall_alert_sent", alert_id=alert.alert_id, kind=str(alert.kind))
 
@@ -376,6 +410,7 @@ def attach_stall_alerts(
     table = app.Table(ALERT_STATE_TABLE, value_type=bytes)
     engine = StallAlertEngine(pipeline, table, topic)
     pipeline.observers.append(engine)
+    app.on_partitions_revoked.connect(engine.partitions_revoked)
     table.on_recover(engine.rebuild)
 
     @app.task  # type: ignore[untyped-decorator]

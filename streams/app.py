@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import faust
@@ -14,6 +15,7 @@ import structlog
 from faust.types import EventT, TableT, TopicT
 
 from events import EventBase, EventRejected, decode, encode
+from events.future import FutureLimit
 from projections.event_set import preferred_copy
 from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
@@ -25,13 +27,15 @@ from streams.deal_store import DealEventStore
 from streams.kafka_clients import faust_broker_credentials
 from streams.metrics import attach_metrics
 from streams.missed import MissedRecordReader
-from streams.settings import Settings
+from streams.partitioned import PartitionedTable
+from streams.settings import WILDCARD_HOSTS, Settings
 from streams.sink import attach_history_sink
 from streams.value_streams import FoldedDeal, ValueStreamFolder
 
 __all__ = ["FactListener", "FoldObserver", "ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DECODED_DEALS = 20_000
 """Deals whose events are kept decoded in memory (the rest are decoded when refolded)."""
 
@@ -65,10 +69,24 @@ class _Delivery(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    recorded_at: datetime | None = None
+    """The record's Kafka timestamp; None if it has none."""
 
     @classmethod
     def of(cls, message: Any) -> _Delivery:
-        return cls(message.topic, message.partition, message.offset, message.key, message.value)
+        # Faust's messages carry seconds; records read back (streams.missed), milliseconds.
+        milliseconds = getattr(message, "timestamp_ms", None)
+        if milliseconds is None and getattr(message, "timestamp", None) is not None:
+            milliseconds = round(message.timestamp * 1000)
+        recorded_at = (
+            EPOCH + timedelta(milliseconds=milliseconds)
+            if milliseconds is not None and milliseconds >= 0
+            else None
+        )
+        return cls(
+            message.topic, message.partition, message.offset, message.key, message.value,
+            recorded_at,
+        )  # fmt: skip
 
 
 @dataclass
@@ -90,12 +108,14 @@ class ValueStreamPipeline:
     value_streams: TopicT
     store: DealEventStore  # each deal's encoded events, one changelog record per event
     counters: TableT[Any, Any]  # source partition -> PipelineCounts
-    contributions: TableT[Any, Any]  # deal_id -> Contribution
+    contributions: PartitionedTable  # deal_id -> Contribution
     observers: list[FoldObserver] = field(default_factory=list)
     reader: MissedRecordReader | None = None
     """Reads back offsets Faust skipped (see streams/missed.py); None: they stay missing."""
     fact_listeners: list[FactListener] = field(default_factory=list)
     source_topic: str = "touches"
+    future_limit: FutureLimit | None = None
+    """Events dated further than this after their record's timestamp are dead-lettered."""
     _batch: Batch = field(default_factory=Batch)
     _watermark: datetime | None = None
     latest_event_time: datetime | None = None
@@ -113,9 +133,10 @@ class ValueStreamPipeline:
             value_streams=_raw_topic(app, settings.value_streams_topic, compacting=True),
             store=DealEventStore.build(app),
             counters=app.Table("pipeline-counts", default=dict),
-            contributions=app.Table("deal-contributions", default=dict),
+            contributions=PartitionedTable.build(app, "deal-contributions", default=dict),
             reader=MissedRecordReader.from_settings(settings),
             source_topic=settings.touches_topic,
+            future_limit=settings.future_limit,
         )
         app.on_partitions_revoked.connect(pipeline._partitions_revoked)
         app.on_partitions_assigned.connect(pipeline._forget_sums)
@@ -206,6 +227,8 @@ class ValueStreamPipeline:
         self._count_events[message.partition] = event
         try:
             fact = decode(message.value or b"")
+            if self.future_limit is not None and message.recorded_at is not None:
+                self.future_limit.check(fact, message.recorded_at)
         except EventRejected as exc:
             await send_dead_letter(self.dead_letters, message, str(exc))
             self._counts[message.partition] = counts.dead_lettered_at(message.offset)
@@ -266,11 +289,11 @@ class ValueStreamPipeline:
 
     def _all_rollups(self) -> dict[RollupKey, dict[str, int]]:
         """Roll-ups live in memory, summed once from the durable per-deal contributions
-        (after recovery) and then kept current by differences."""
+        of this worker's partitions (after recovery) and then kept current by differences."""
         if self._rollups is not None:
             return self._rollups
         rollups: dict[RollupKey, dict[str, int]] = {}
-        for contribution in self.contributions.values():
+        for contribution in self.contributions.held_values():
             for key, flat in contribution.items():
                 rollups[key] = add_vectors(rollups.get(key, {}), flat)
         if not self.contributions.app.in_recovery:  # while recovering, the table is filling
@@ -357,6 +380,15 @@ def _register_pages(app: faust.App, pipeline: ValueStreamPipeline) -> None:
         return web.bytes(folded.document, content_type="application/json")
 
 
+def _web_host(settings: Settings) -> str:
+    """The host name in this worker's URL, by which the others forward a deal page's request
+    to the worker holding the deal: the bind address, or the host name when it is every one."""
+    bind = settings.worker_web_host
+    if bind in WILDCARD_HOSTS:
+        return socket.gethostname()
+    return f"[{bind}]" if ":" in bind else bind  # an IPv6 address, as a URL writes it
+
+
 def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> faust.App:
     """Build the Faust app from settings; nothing connects until the worker starts."""
     app = faust.App(
@@ -370,8 +402,8 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=True,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.worker_web_host,
+        web_host=_web_host(settings),
         web_port=settings.worker_web_port,
         # Every write is idempotent and acks follow the fold, so a stop need not wait
         # for unacked messages (they are replayed); waiting stalled shutdown ~30 s.

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 import structlog
-from faust.types import EventT, TableT, TopicT
+from faust.types import EventT, TopicT
 
 from events import (
     CampaignResponded,
@@ -51,6 +51,7 @@ from projections.event_set import preferred_copy
 from projections.policy import Policy
 from streams.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
 from streams.deal_store import DealEventStore
+from streams.partitioned import PartitionedTable
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class CampaignPipeline:
     app: faust.App
     policy: Policy
     store: DealEventStore  # each account's encoded events, one changelog record per event
-    contributions: TableT[Any, Any]  # account_id -> AccountContribution
+    contributions: PartitionedTable  # account_id -> AccountContribution
     dead_letters: TopicT
     _batch: Batch = field(default_factory=Batch)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -131,7 +132,7 @@ class CampaignPipeline:
             app=app,
             policy=policy,
             store=DealEventStore.build(app, ACCOUNT_LOG_TABLE),
-            contributions=app.Table(CONTRIBUTIONS_TABLE, default=dict),
+            contributions=PartitionedTable.build(app, CONTRIBUTIONS_TABLE, default=dict),
             dead_letters=dead_letters,
         )
         app.on_partitions_revoked.connect(pipeline._partitions_revoked)
@@ -214,11 +215,11 @@ class CampaignPipeline:
         return list(decoded.values())
 
     def rollups(self) -> CampaignRollups:
-        """The campaign totals: summed once from the durable per-account contributions (after
-        recovery or a rebalance), then kept current by differences."""
+        """The campaign totals: summed once from the durable per-account contributions of this
+        worker's partitions (after recovery or a rebalance), then kept current by differences."""
         if self._rollups is not None:
             return self._rollups
-        rollups = CampaignRollups.summed(self.contributions.values())
+        rollups = CampaignRollups.summed(self.contributions.held_values())
         if not self.app.in_recovery:  # while recovering, the table is still filling
             self._rollups = rollups
         return rollups

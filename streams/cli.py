@@ -6,6 +6,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -114,8 +115,9 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
     """Publish a JSON-lines FILE of events ('-' for stdin).
 
     Every line is validated first; bad lines are reported with their line number,
-    field and reason, and are not published; good lines are. Exits 1 if any line
-    was refused.
+    field and reason, and are not published; good lines are. Events dated more than
+    GEMBA_MAX_FUTURE_SKEW_S (a day) after the run began are refused as future-dated.
+    Exits 1 if any line was refused.
     """
     settings = _settings(ctx)
     topic = topic or settings.touches_topic
@@ -125,7 +127,10 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
         open_publisher(settings, topic) as publisher,
         byte_progress(size, "publishing", err) as advance,
     ):
-        report = publish_jsonl(file, publisher, on_line=advance)
+        report = publish_jsonl(
+            file, publisher, on_line=advance, future=settings.future_limit,
+            recorded_at=datetime.now(UTC),
+        )  # fmt: skip
     for refused in report.refused:
         err.print(f"[red]refused[/] {refused}", highlight=False, soft_wrap=True)
     click.echo(
@@ -141,7 +146,7 @@ def worker(ctx: click.Context) -> None:
     """Run the Faust worker: fold `touches` into deal value streams until stopped.
 
     Bad messages go to the dead-letter topic with the reason; counts are served
-    at http://127.0.0.1:6066/gemba/counts/ (GEMBA_WORKER_WEB_PORT).
+    at http://127.0.0.1:6066/gemba/counts/ (GEMBA_WORKER_WEB_HOST, GEMBA_WORKER_WEB_PORT).
     """
     from streams.worker import run_worker  # Faust loads only for the commands that need it
 
@@ -150,7 +155,7 @@ def worker(ctx: click.Context) -> None:
 
 def _worker_get(settings: Settings, path: str) -> bytes:
     """GET a page of the running worker's web server, or say how to start it."""
-    url = f"http://127.0.0.1:{settings.worker_web_port}{path}"
+    url = f"{settings.worker_web_url}{path}"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             body: bytes = response.read()

@@ -292,7 +292,7 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
     from projections.history_db import recorded_at_from_ms
     from streams.kafka_clients import kafka_client_options
 
-    topic = settings.touches_topic
+    topic, future = settings.touches_topic, settings.future_limit
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, group_id=None,
@@ -325,7 +325,10 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
                         event = decode(record.value or b"")
                     except EventRejected:
                         continue  # a dead letter: not an event
-                    records.append((event, recorded_at_from_ms(record.timestamp)))
+                    recorded_at = recorded_at_from_ms(record.timestamp)
+                    if future is not None and future.is_future(event, recorded_at):
+                        continue  # the worker dead-letters it too
+                    records.append((event, recorded_at))
                 if consumer.position(tp) >= ends[tp]:
                     left.discard(tp)
         return records

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -15,6 +16,7 @@ from rich.markup import escape
 from events import EventBase
 from events.codec import encode
 from events.importers import KINDS, ImporterError, ImportRequest, ImportTally, import_file
+from events.importers.outcome import refuse_future_dated
 from events.producer import KafkaEventPublisher
 from streams.cli_history import _settings
 from streams.errors import GembaError
@@ -126,9 +128,11 @@ def import_command(
 
     Events go to the touches topic (or to --out as JSON lines; --dry-run writes
     nothing). Rows that cannot be mapped are listed with their line (or trace) and
-    reason and counted, never dropped silently. Ids come from the source, so importing
-    a file again adds nothing. Exits 1 if any row was refused, 2 on an error that
-    stopped the import (unreadable file or mapping, no broker).
+    reason and counted, never dropped silently; so are events dated more than
+    GEMBA_MAX_FUTURE_SKEW_S (a day) after the import runs (old data is welcome). Ids
+    come from the source, so importing a file again adds nothing. Exits 1 if any row
+    was refused, 2 on an error that stopped the import (unreadable file or mapping, no
+    broker).
     """
     settings = _settings(ctx)
     topic = topic or settings.touches_topic
@@ -138,6 +142,10 @@ def import_command(
     try:
         # The mapping and lookup files are read here, before any connection is made.
         items = import_file(request, on_bytes=lambda n: bar[0](n) if bar else None)
+        if settings.future_limit is not None:
+            items = refuse_future_dated(
+                items, path.name, settings.future_limit, recorded_at=datetime.now(UTC)
+            )
         with ExitStack() as stack:
             destination = _destination(stack, settings, out, dry_run, topic)
             bar.append(

@@ -149,6 +149,11 @@ def simulate(
     Deterministic from --seed: the same options give the same events, byte for byte.
     The planted patterns (which rep re-quotes, which campaign loses money, which deals
     go silent) are documented in docs/simulator.md and printed by --truth.
+
+    Simulated time is not the wall clock: a live stream at --speed soon runs ahead of
+    it, and a worker dead-letters events dated more than GEMBA_MAX_FUTURE_SKEW_S after
+    they were published; run the worker with GEMBA_MAX_FUTURE_SKEW_S=inf to follow a
+    simulation into the future (`gemba demo` does).
     """
     try:
         config = SimulationConfig(

@@ -46,6 +46,9 @@ WORKER_MARKER = "streams worker"
 DASHBOARD_MARKER = "streams serve"
 DEMO_MARKER = "demo"
 STATUS_EVERY_S = 10.0
+DEMO_WORKER_ENV = {"GEMBA_LOG_FORMAT": "json", "GEMBA_MAX_FUTURE_SKEW_S": "inf"}
+"""The demo's live stream runs simulated days ahead of the wall clock, on purpose: its
+worker takes events from the simulated future, which a real worker refuses."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def _dashboard_url(settings: Settings) -> str:
 
 
 def _counts_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.worker_web_port}/gemba/counts/"
+    return f"{settings.worker_web_url}/gemba/counts/"
 
 
 def worker_counts(settings: Settings) -> dict[str, int] | None:
@@ -176,11 +179,15 @@ def _ensure_worker(settings: Settings, state: DemoState, say: Callable[[str], No
     if is_running(state.worker_pid, WORKER_MARKER):
         return
     if worker_counts(settings) is not None:
-        say(f"a worker already answers on port {settings.worker_web_port}; using it")
+        say(
+            f"a worker already answers on port {settings.worker_web_port}; using it (unless it "
+            "runs with GEMBA_MAX_FUTURE_SKEW_S=inf, it dead-letters the live stream's events "
+            "once they run more than a day ahead of the clock)"
+        )
         return
     say("starting the worker...")
     log = _worker_log(settings)
-    pid = spawn(["worker"], log, env={"GEMBA_LOG_FORMAT": "json"})
+    pid = spawn(["worker"], log, env=DEMO_WORKER_ENV)
     state.worker_pid = pid
     wait_for_url(_counts_url(settings), pid, WORKER_MARKER, log)
 

@@ -6,7 +6,8 @@ whose events are all valid is published; otherwise nothing of it is, and the ans
 lists each refused event's index, field and reason. Status codes: 401 without the
 token (or with a wrong one), 415 for another content type, 413 for a body over
 GEMBA_INGEST_MAX_BODY_BYTES or an event over the codec's 64 KiB, 422 for invalid
-events, 503 when Kafka did not acknowledge them, 202 when published.
+events (future-dated ones too: dated more than GEMBA_MAX_FUTURE_SKEW_S after the request
+came), 503 when Kafka did not acknowledge them, 202 when published.
 
 The logs say what happened to each request (status and counts), never the token nor
 anything of a body: aiohttp's access log is off, and kafka-python's debug lines (which
@@ -20,6 +21,7 @@ import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,6 +32,7 @@ from pydantic import SecretStr
 
 from events import Event, EventCodec, EventRejected, PublishError
 from events.codec import MAX_EVENT_BYTES
+from events.future import FutureLimit
 from events.producer import EventPublisher
 from streams.errors import GembaError
 from streams.kafka_clients import ensure_topic_for, open_publisher
@@ -100,9 +103,26 @@ class ReadEvents:
         self.refused += [Refusal(index, p.field, p.reason, line) for p in error.problems]
 
 
-def read_events(body: bytes, *, json_lines: bool, codec: EventCodec = _CODEC) -> ReadEvents:
-    """Decode a request body: one JSON event or an array of them, or JSON lines."""
+def read_events(
+    body: bytes,
+    *,
+    json_lines: bool,
+    codec: EventCodec = _CODEC,
+    future: FutureLimit | None = None,
+    received_at: datetime | None = None,
+) -> ReadEvents:
+    """Decode a request body: one JSON event or an array of them, or JSON lines.
+
+    With `future` and `received_at` (when the request came), events dated further ahead
+    than the limit are refused as future-dated.
+    """
     read = ReadEvents()
+
+    def decoded(event: Event) -> Event:
+        if future is not None and received_at is not None:
+            future.check(event, received_at)
+        return event
+
     if json_lines:
         lines = [(n, line) for n, line in enumerate(body.splitlines(), 1) if line.strip()]
         for index, (number, line) in enumerate(lines):
@@ -110,7 +130,7 @@ def read_events(body: bytes, *, json_lines: bool, codec: EventCodec = _CODEC) ->
                 read.oversized.append(index)
                 continue
             try:
-                read.events.append(codec.decode(line))
+                read.events.append(decoded(codec.decode(line)))
             except EventRejected as exc:
                 read.refuse(index, exc, number)
         return read
@@ -125,7 +145,7 @@ def read_events(body: bytes, *, json_lines: bool, codec: EventCodec = _CODEC) ->
             read.oversized.append(index)
             continue
         try:
-            read.events.append(codec.from_dict(item))
+            read.events.append(decoded(codec.from_dict(item)))
         except EventRejected as exc:
             read.refuse(index, exc)
     return read
@@ -168,9 +188,15 @@ class _Door:
 
 
 def ingest_app(
-    publisher: EventPublisher, token: str, *, topic: str, max_body_bytes: int
+    publisher: EventPublisher,
+    token: str,
+    *,
+    topic: str,
+    max_body_bytes: int,
+    future: FutureLimit | None = None,
 ) -> web.Application:
-    """The aiohttp application: POST /events and GET /health."""
+    """The aiohttp application: POST /events and GET /health; with `future`, events dated
+    further than that after the request came are refused (422, occurred_at)."""
     door = _Door(publisher)
     refusals = {
         415: f"send {JSON} (an event or an array of events) or JSON lines (application/x-ndjson)",
@@ -197,7 +223,9 @@ def ingest_app(
         return await _take(body, json_lines=kind in JSON_LINES)
 
     async def _take(body: bytes, *, json_lines: bool) -> web.Response:
-        read = read_events(body, json_lines=json_lines)
+        read = read_events(
+            body, json_lines=json_lines, future=future, received_at=datetime.now(UTC)
+        )
         seen = len(read.events) + len(read.oversized) + len({r.index for r in read.refused})
         if read.oversized:
             log.warning("ingest_refused", status=413, events=seen, oversized=len(read.oversized))
@@ -257,7 +285,10 @@ def run_ingest(settings: Settings, port: int | None = None) -> None:
     topic = settings.touches_topic
     ensure_topic_for(settings, topic)
     publisher = open_publisher(settings, topic)
-    app = ingest_app(publisher, token, topic=topic, max_body_bytes=settings.ingest_max_body_bytes)
+    app = ingest_app(
+        publisher, token, topic=topic, max_body_bytes=settings.ingest_max_body_bytes,
+        future=settings.future_limit,
+    )  # fmt: skip
 
     async def close_publisher(_: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, publisher.close)

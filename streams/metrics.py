@@ -5,10 +5,10 @@
   503 while it waits for them, rebalances or recovers;
 - `GET /metrics`: Prometheus text format: consumer lag per partition, events consumed,
   processed and dead-lettered per partition of `touches`, events per second, alerts
-  sent, and how far the history sink is behind.
+  sent, how far the history sink is behind, and whether the Kafka cluster answers.
 
 Every figure is read from the app when scraped; nothing is kept but the samples of the
-events-per-second meter.
+events-per-second meter and the outcomes of the broker watch (streams/broker_watch.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from streams.broker_watch import BrokerState, attach_broker_watch
 from streams.counts import PipelineCounts
 
 __all__ = [
@@ -113,6 +114,7 @@ class WorkerSnapshot:
     events_per_second: float
     alerts_sent: int | None = None
     sink: SinkState | None = None
+    broker: BrokerState | None = None
 
 
 def readiness(app: faust.App) -> tuple[bool, str]:
@@ -180,6 +182,7 @@ async def take_snapshot(app: faust.App, meter: ThroughputMeter) -> WorkerSnapsho
     pipeline = getattr(app, "gemba_pipeline", None)
     alerts = getattr(app, "gemba_alerts", None)
     sink = getattr(app, "gemba_history", None)
+    broker = getattr(app, "gemba_broker", None)
     highwaters = {(o.topic, o.partition): o.highwater for o in consumer}
     return WorkerSnapshot(
         ready=readiness(app)[0],
@@ -189,6 +192,7 @@ async def take_snapshot(app: faust.App, meter: ThroughputMeter) -> WorkerSnapsho
         events_per_second=meter.per_second(),
         alerts_sent=alerts.alerts_sent if alerts is not None else None,
         sink=_sink_state(sink, highwaters) if sink is not None else None,
+        broker=broker.state(time.monotonic()) if broker is not None else None,
     )
 
 
@@ -218,6 +222,17 @@ class _SnapshotCollector(Collector):
                            snap.alerts_sent)  # fmt: skip
         if snap.sink is not None:
             yield from _sink(snap.sink)
+        if snap.broker is not None:
+            yield from _broker(snap.broker)
+
+
+def _broker(broker: BrokerState) -> Iterator[Metric]:
+    yield _gauge("gemba_broker_reachable", "1 while the Kafka cluster answers this worker "
+                 "(asked once a second)", broker.reachable)  # fmt: skip
+    yield _counter("gemba_broker_outages_total", "Times the Kafka cluster stopped answering",
+                   broker.outages)  # fmt: skip
+    yield _counter("gemba_broker_unreachable_seconds_total",
+                   "Seconds the Kafka cluster did not answer", broker.unreachable_s)  # fmt: skip
 
 
 def _sink(sink: SinkState) -> Iterator[Metric]:
@@ -261,11 +276,13 @@ def render_metrics(snapshot: WorkerSnapshot) -> bytes:
 
 
 def attach_metrics(app: faust.App) -> ThroughputMeter:
-    """Add /health, /ready and /metrics to the worker's web server, and the throughput meter.
+    """Add /health, /ready and /metrics to the worker's web server, the throughput meter and
+    the broker watch.
 
     Call it at the end of `create_app`, after the pipeline, alerts and sink are attached.
     """
     meter = ThroughputMeter()
+    attach_broker_watch(app)
 
     @app.timer(METER_TICK_S, name="metrics-throughput")  # type: ignore[untyped-decorator]
     async def sample_throughput() -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.future import DEFAULT_FUTURE_SKEW, FutureLimit
+
 __all__ = [
     "MIN_SECRET_CHARS",
     "PROJECT_ROOT",
     "SASL_PROTOCOLS",
     "SSL_PROTOCOLS",
+    "WILDCARD_HOSTS",
     "Settings",
     "default_state_dir",
 ]
@@ -23,8 +28,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 MIN_SECRET_CHARS = 16
 """Shortest pseudonymisation key or ingest token accepted: shorter ones can be guessed."""
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+"""Bind addresses meaning every interface."""
 SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+
+
+FOREVER_S = timedelta.max.total_seconds()
+"""A longer allowance for future-dated events is no limit (and no timedelta holds it)."""
 
 
 def default_state_dir() -> Path:
@@ -62,6 +73,12 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=6, ge=1, le=1000)
 
     app_id: str = Field(default="gemba", description="Faust app id: consumer group and tables.")
+    worker_web_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Where the worker's web server (health, ready, metrics, pages) listens: "
+        "loopback only by default; 0.0.0.0 (or ::) for every interface, e.g. in a container.",
+    )
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
     dashboard_port: int = Field(default=6070, ge=1, le=65535, description="`gemba serve`.")
     worker_store: str = Field(default="memory://", description="Faust table store.")
@@ -103,6 +120,14 @@ class Settings(BaseSettings):
     )
     ingest_max_body_bytes: int = Field(
         default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest request body."
+    )
+
+    max_future_skew_s: float = Field(
+        default=DEFAULT_FUTURE_SKEW.total_seconds(),
+        ge=0,
+        description="Events dated more than this many seconds after they were recorded (the "
+        "Kafka record's time in the worker, the wall clock at the door) are refused as "
+        "future-dated; 'inf': no limit (a simulation running ahead of the clock).",
     )
 
     pseudonymise_key: SecretStr | None = Field(
@@ -158,6 +183,22 @@ class Settings(BaseSettings):
         if host not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError("the local broker listens on loopback only (127.0.0.1)")
         return host
+
+    @property
+    def future_limit(self) -> FutureLimit | None:
+        """The allowance for future-dated events; None when there is no limit."""
+        if math.isinf(self.max_future_skew_s) or self.max_future_skew_s > FOREVER_S:
+            return None
+        return FutureLimit(timedelta(seconds=self.max_future_skew_s))
+
+    @property
+    def worker_web_url(self) -> str:
+        """Where a client on this machine reaches the worker's pages (loopback when it listens
+        on every interface)."""
+        host = self.worker_web_host
+        host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.worker_web_port}"
 
     @property
     def touches_by_account_topic(self) -> str:

@@ -411,7 +411,7 @@ def attach_history_sink(app: faust.App, settings: Settings) -> HistorySink | Non
         return None
     sink = HistorySink(
         settings.history_db_path,
-        HistoryWriter(_policy(app, settings)),
+        HistoryWriter(_policy(app, settings), future_limit=settings.future_limit),
         MissedRecordReader.from_settings(settings),
     )
     _archive_agent(app, sink, "events", _raw_topic(app, settings.touches_topic))

@@ -32,9 +32,10 @@ from events import (
     encode,
 )
 from events.codec import MAX_EVENT_BYTES
+from events.future import DEFAULT_FUTURE_SKEW
 from events.models import EVENT_TYPES
 
-__all__ = ["Malformed", "events", "malformed_messages"]
+__all__ = ["Malformed", "Recorded", "events", "future_dated", "malformed_messages", "on_time"]
 
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:", min_size=1, max_size=40)
 offsets = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
@@ -238,3 +239,50 @@ def malformed_messages(base: st.SearchStrategy[EventBase] = events) -> st.Search
     """Bytes that are no valid event: each kind of wrong a producer can send, most of them
     a valid event drawn from `base` with one thing broken."""
     return _one_field_broken(base) | _whole_message_wrong(base)
+
+
+# --- future-dated events ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A valid event's bytes and the moment they were recorded (a Kafka record's timestamp,
+    the time a request came): whether it is future-dated depends on both."""
+
+    kind: str
+    value: bytes
+    recorded_at: datetime
+
+
+ahead = st.one_of(
+    st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(seconds=1)),
+    st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=3)),
+    st.timedeltas(min_value=timedelta(days=1), max_value=timedelta(days=365 * 150)),
+)
+"""How much further than the allowance: a hair (the edge), days (a time zone or clock
+mistaken), or years (a typo in the year)."""
+
+
+def future_dated(
+    base: st.SearchStrategy[EventBase] = events, skew: timedelta = DEFAULT_FUTURE_SKEW
+) -> st.SearchStrategy[Recorded]:
+    """A valid event recorded more than `skew` before the time it says it happened."""
+    return st.builds(
+        lambda event, excess: Recorded(
+            "future-dated", encode(event), event.occurred_at - skew - excess
+        ),
+        base,
+        ahead,
+    )
+
+
+def on_time(
+    base: st.SearchStrategy[EventBase] = events, skew: timedelta = DEFAULT_FUTURE_SKEW
+) -> st.SearchStrategy[Recorded]:
+    """A valid event recorded at most `skew` before it happened, or any time after."""
+    lead = st.timedeltas(min_value=-skew, max_value=timedelta(days=365 * 20))
+    return st.builds(
+        lambda event, late: Recorded("on time", encode(event), event.occurred_at + late),
+        base,
+        lead,
+    )

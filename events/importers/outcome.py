@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeAlias
 
+from events.future import FutureLimit
 from events.models import EventBase
 
-__all__ = ["ImportItem", "ImportTally", "Refused", "Skipped"]
+__all__ = ["ImportItem", "ImportTally", "Refused", "Skipped", "refuse_future_dated"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,20 @@ class Skipped:
 
 ImportItem: TypeAlias = EventBase | Refused | Skipped
 """One thing an importer yields, in source order."""
+
+
+def refuse_future_dated(
+    items: Iterable[ImportItem], source: str, future: FutureLimit, recorded_at: datetime
+) -> Iterator[ImportItem]:
+    """The items, with each event dated further than `future` allows after `recorded_at`
+    (when the import ran) refused, where it is named by its event id (ids come from the
+    source rows); old data goes in as it is."""
+    for item in items:
+        if isinstance(item, EventBase) and future.is_future(item, recorded_at):
+            where = f"event {item.event_id} (occurred_at {item.occurred_at.isoformat()})"
+            yield Refused(source, where, future.reason)
+        else:
+            yield item
 
 
 @dataclass

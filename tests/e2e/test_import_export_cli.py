@@ -142,6 +142,25 @@ def test_a_clean_import_exits_zero(gemba: click.Group, tmp_path: Path) -> None:
     assert "would import 1 event(s) (deal_opened 1)" in done.stdout
 
 
+def test_future_dated_rows_are_refused_each_with_the_reason_and_old_ones_go_in(
+    gemba: click.Group, tmp_path: Path
+) -> None:
+    path = tmp_path / "Opportunity.csv"
+    path.write_text(
+        "Id,AccountId,OwnerId,StageName,CreatedDate\n"
+        "006A,001X,005R,Prospecting,2009-03-04\n006B,001X,005R,Prospecting,2199-03-04\n"
+    )
+
+    done = run(gemba, "import", "salesforce-opportunities", str(path), "--dry-run")
+
+    assert done.exit_code == 1, done.output
+    assert "would import 1 event(s) (deal_opened 1)" in done.stdout
+    assert "refused 1" in done.stdout
+    assert "refused Opportunity.csv event " in done.stderr
+    assert "(occurred_at 2199-03-04" in done.stderr
+    assert "future-dated: more than 1 day after the event was recorded" in done.stderr
+
+
 def test_a_bad_mapping_stops_the_import_with_what_is_wrong(
     gemba: click.Group, tmp_path: Path
 ) -> None:

@@ -10,11 +10,12 @@ and the first carries on alone. The tests then say what must hold.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from events import DealOpened, EventRejected, decode
 from projections import default_policy
 from projections.history_db import open_archive
 from streams.settings import Settings
@@ -64,6 +66,12 @@ class ScaleOut:
     archive: Path
     stopped_after: int
     """Messages consumed (by both) when the second worker was stopped."""
+    shared_rollup_deals: tuple[int, int]
+    """Deals counted in the owner roll-ups of the first and second worker, while shared."""
+    opened_by_then: int
+    """Deals opened in the messages of the first two acts."""
+    survivor_rollup_deals: int
+    """Deals counted in the survivor's owner roll-ups at the end."""
 
 
 def _partitions(worker: WorkerProcess) -> Partitions:
@@ -108,6 +116,31 @@ def _ready(worker: WorkerProcess) -> bool | None:
         return None
 
 
+def _opened_deals(messages: Sequence[tuple[bytes, bytes]]) -> int:
+    """Deals whose deal_opened event is among the messages."""
+    opened = set()
+    for _, value in messages:
+        with contextlib.suppress(EventRejected):
+            event = decode(value)
+            if isinstance(event, DealOpened):
+                opened.add(event.deal_id)
+    return len(opened)
+
+
+def _rollup_deals(worker: WorkerProcess) -> int:
+    """Deals the worker's owner roll-ups count (each opened deal once, under its owner)."""
+    page = worker.page("/gemba/rollups/owner/") or {}
+    return sum(vector.get("deals", 0) for vector in page.values())
+
+
+def _rollups_settle(expected: int, *workers: WorkerProcess) -> tuple[int, ...]:
+    """Each worker's roll-up deal count, once their sum is `expected` (or after 30 s):
+    roll-ups follow the counters by a batch."""
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: True if sum(map(_rollup_deals, workers)) == expected else None, 30)
+    return tuple(map(_rollup_deals, workers))
+
+
 def _publish_paced(
     setup: WorkerSetup, messages: Any, failures: list[BaseException], chunk: int = 50
 ) -> None:
@@ -149,6 +182,8 @@ def scale_out(
         ends.append(_end_offsets(first_setup))
         wait_for(lambda: _caught_up(ends[1], first, second), timeout_s=60)
         shared = (_partitions(first), _partitions(second))
+        opened_by_then = _opened_deals(messages[: 2 * third])
+        shared_rollup_deals = _rollups_settle(opened_by_then, first, second)
 
         publisher = threading.Thread(target=_publish_paced, args=(first_setup, acts[2], failures))
         publisher.start()
@@ -169,6 +204,7 @@ def scale_out(
             value_streams = reader.latest_by_key()
         archived = first.wait_until_archived(len(messages))
         survivor = _partitions(first)
+        (survivor_rollup_deals,) = _rollups_settle(_opened_deals(messages), first)
     finally:
         second.stop()
         first.stop()
@@ -177,6 +213,8 @@ def scale_out(
         stream=stream, expected=expected, ends=ends, alone=alone, shared=shared,
         survivor=survivor, survivor_counts=survivor_counts, value_streams=value_streams,
         archived=archived, archive=first_setup.archive, stopped_after=stopped_after,
+        shared_rollup_deals=(shared_rollup_deals[0], shared_rollup_deals[1]),
+        opened_by_then=opened_by_then, survivor_rollup_deals=survivor_rollup_deals,
     )  # fmt: skip
 
 
@@ -211,6 +249,19 @@ def test_each_worker_reports_only_its_own_partitions_and_their_sum_is_what_was_r
 
     assert not set(first) & set(second)
     assert consumed == sum(scale_out.ends[1].values())
+
+
+def test_each_worker_rolls_up_only_the_deals_of_its_partitions_so_none_is_counted_twice(
+    scale_out: ScaleOut,
+) -> None:
+    first, second = scale_out.shared_rollup_deals
+
+    assert first and second
+    assert first + second == scale_out.opened_by_then
+
+
+def test_the_survivors_roll_ups_count_every_opened_deal_once(scale_out: ScaleOut) -> None:
+    assert scale_out.survivor_rollup_deals == _opened_deals(scale_out.stream.messages)
 
 
 def test_the_second_worker_was_stopped_while_events_flowed(scale_out: ScaleOut) -> None:

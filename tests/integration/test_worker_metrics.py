@@ -43,6 +43,9 @@ METRIC_NAMES = {
     "gemba_sink_stored_total",
     "gemba_sink_failures_total",
     "gemba_sink_failing",
+    "gemba_broker_reachable",
+    "gemba_broker_outages_total",
+    "gemba_broker_unreachable_seconds_total",
 }
 
 
@@ -152,3 +155,17 @@ def test_consumer_and_sink_lag_fall_to_zero_once_everything_is_committed_and_arc
     assert sum(v for labels, v in highwaters.items() if ("topic", touches) in labels) == len(
         running.stream.messages
     )
+
+
+def test_a_worker_whose_broker_answers_reports_it_reachable_and_no_outage(
+    running: Running,
+) -> None:
+    def watched() -> dict[str, dict[tuple[tuple[str, str], ...], float]] | None:
+        found = metrics(running.setup)
+        return found if "gemba_broker_reachable" in found else None
+
+    found = wait_for(watched, timeout_s=30)
+
+    assert found["gemba_broker_reachable"][()] == 1
+    assert found["gemba_broker_outages_total"][()] == 0
+    assert found["gemba_broker_unreachable_seconds_total"][()] == 0

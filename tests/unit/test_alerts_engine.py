@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from events import EventBase, decode, encode
+from faust.types import TP
+
+from events import CallOutcome, EventBase, decode, encode
 from events.models import Event
 from projections.alerts import AlertKind, EpisodeEnd, StallAlert
 from projections.policy import Policy, default_policy
@@ -19,11 +22,16 @@ DAY = timedelta(days=1)
 
 
 class FakeTable:
-    """What the engine uses of a Faust table: the local store and explicit changelog sends."""
+    """What the engine uses of a Faust table: the local store, explicit changelog sends, and
+    the changelog partitions assigned to the worker (`held`; empty before any assignment)."""
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.changelog: list[tuple[int, str, Any]] = []
+        self.held: set[int] = set()
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "alerts-changelog")
+        assigned = lambda: {TP("alerts-changelog", p) for p in self.held}  # noqa: E731
+        self.app = SimpleNamespace(assignor=SimpleNamespace(assigned_actives=assigned))
 
     def send_changelog(self, partition: int, key: str, value: Any) -> None:
         self.changelog.append((partition, key, value))
@@ -36,7 +44,7 @@ class FakeTopic:
     async def maybe_declare(self) -> None:
         pass
 
-    async def send(self, key: bytes, value: bytes, force: bool = False) -> None:
+    def send_soon(self, key: bytes, value: bytes) -> None:
         self.sent.append((key, value))
 
     def alerts(self) -> list[StallAlert]:
@@ -200,6 +208,33 @@ def test_a_touch_at_the_latest_instant_ends_the_episode_once_the_watermark_passe
     assert ended.occurred_at == march(20, 9)
 
 
+def test_a_late_event_that_ends_no_silence_leaves_the_alerted_episode_open() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(0, *busy(17).events)  # quiet stalled on March 16, as of its partition's time
+
+    late = quiet().call(march(3, 9), 1, outcome=CallOutcome.NO_ANSWER)  # before the stall
+    worker.fold(0, *late.events)
+
+    assert [a.kind for a in worker.topic.alerts()] == [AlertKind.STALLED]
+    assert [a["deal_id"] for a in worker.engine.open_episodes()["open"]] == ["quiet"]
+
+
+def test_a_late_value_added_touch_withdraws_the_episode_it_disproves() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(0, *busy(17).events)
+
+    late = quiet().call(march(10, 9), 20)  # the silence ended on March 10: no stall by the 17th
+    worker.fold(0, *late.events)
+
+    alerts = worker.topic.alerts()
+    assert [(a.kind, a.ended_by) for a in alerts] == [
+        (AlertKind.STALLED, None), (AlertKind.UNSTALLED, EpisodeEnd.WITHDRAWN),
+    ]  # fmt: skip
+    assert worker.engine.open_episodes()["open"] == []
+
+
 def test_a_restarted_engine_rebuilds_due_times_and_clocks_and_repeats_nothing() -> None:
     worker = Worker()
     worker.fold(0, *quiet().events)
@@ -227,6 +262,37 @@ def test_a_restarted_engine_fires_what_fell_due_while_it_was_down() -> None:
     again.fold(0, *busy(17).events)
 
     assert [a.deal_id for a in again.topic.alerts()] == ["quiet"]
+
+
+def test_after_a_rebalance_the_deals_of_a_handed_over_partition_are_left_to_their_owner() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+    worker.fold(1, *busy(10).events)
+
+    written = len(worker.table.changelog)
+
+    worker.table.held = {1}  # partition 0 went to another worker
+    again = worker.restart()
+    again.tick(30 * 86_400)
+
+    assert [alert.deal_id for alert in again.topic.alerts()] == ["busy"]
+    page = again.engine.open_episodes()
+    assert [alert["deal_id"] for alert in page["open"]] == ["busy"]
+    assert list(page["watermarks"]) == ["1"]
+    assert {partition for partition, _, _ in again.table.changelog[written:]} == {1}
+
+
+def test_while_partitions_are_being_handed_over_nothing_is_alerted_until_rebuilt() -> None:
+    worker = Worker()
+    worker.fold(0, *quiet().events)
+
+    asyncio.run(worker.engine.partitions_revoked(None, set()))
+    worker.tick(30 * 86_400)
+
+    assert worker.topic.alerts() == []
+    asyncio.run(worker.engine.rebuild())  # the partition stayed here: its deals are due again
+    worker.tick(1)
+    assert [alert.deal_id for alert in worker.topic.alerts()] == ["quiet"]
 
 
 def test_the_open_episodes_page_lists_stalled_deals_and_the_quality_page_closed_ones() -> None:

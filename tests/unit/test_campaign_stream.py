@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -227,6 +227,9 @@ class FakeTable(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self.changelog.append((key, value))
         super().__setitem__(key, value)
+
+    def held_values(self) -> Iterator[Any]:
+        return iter(self.values())
 
 
 class FakeTopic:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -16,8 +17,15 @@ from click.testing import CliRunner
 from kafka.errors import KafkaTimeoutError
 
 from events import EventBase, PublishError
+from events.future import FutureLimit
 from streams.cli_ingest import register
-from streams.ingest import IngestNotConfigured, ingest_app, ingest_token, token_matches
+from streams.ingest import (
+    IngestNotConfigured,
+    ingest_app,
+    ingest_token,
+    read_events,
+    token_matches,
+)
 from streams.logs import configure_logging
 from streams.settings import Settings
 
@@ -70,11 +78,13 @@ def post(
     content_type: str = "application/json",
     publisher: FakePublisher | None = None,
     max_body_bytes: int = 1024 * 1024,
+    future: FutureLimit | None = None,
 ) -> tuple[int, Any]:
     """POST body to /events of a fresh door; the status and the decoded JSON answer."""
     door = ingest_app(
-        publisher or FakePublisher(), TOKEN, topic="touches", max_body_bytes=max_body_bytes
-    )
+        publisher or FakePublisher(), TOKEN, topic="touches", max_body_bytes=max_body_bytes,
+        future=future,
+    )  # fmt: skip
 
     async def call() -> tuple[int, Any]:
         async with TestClient(TestServer(door)) as client:
@@ -185,6 +195,35 @@ def test_invalid_events_are_refused_422_with_index_field_and_reason_and_none_pub
     ]
     assert "timezone" in answer["refused"][0]["reason"]
     assert publisher.published == []
+
+
+def test_a_future_dated_event_is_refused_422_naming_occurred_at_and_none_is_published() -> None:
+    publisher = FakePublisher()
+    now = datetime.now(UTC)
+    soon, later = (now + timedelta(hours=hours) for hours in (23, 25))
+    events = [event(1, occurred_at=soon.isoformat()), event(2, occurred_at=later.isoformat())]
+
+    status, answer = post(orjson.dumps(events), publisher=publisher, future=FutureLimit())
+
+    assert status == 422
+    assert answer["refused"] == [
+        {"index": 1, "field": "occurred_at", "reason": FutureLimit().reason}
+    ]
+    assert "future-dated: more than 1 day after" in answer["refused"][0]["reason"]
+    assert publisher.published == []
+
+
+def test_future_dated_json_lines_are_refused_against_the_time_the_request_came() -> None:
+    came = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    lines = b"\n".join(
+        orjson.dumps(event(n, occurred_at=moment))
+        for n, moment in enumerate(["2026-03-03T12:00:00Z", "2026-03-03T12:00:01Z"], 1)
+    )
+
+    read = read_events(lines, json_lines=True, future=FutureLimit(), received_at=came)
+
+    assert [e.event_id for e in read.events] == ["crm-1"]
+    assert [(r.index, r.line, r.field) for r in read.refused] == [(1, 2, "occurred_at")]
 
 
 def test_refused_json_lines_name_their_line_too() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.broker_watch import BrokerReachability, BrokerState
 from streams.counts import PipelineCounts
 from streams.metrics import (
     ConsumerOffsets,
@@ -134,3 +136,42 @@ def test_a_worker_without_alerts_or_sink_leaves_their_metrics_out() -> None:
 
     assert "gemba_ready" in names
     assert not any(name.startswith(("gemba_sink", "gemba_alerts")) for name in names)
+
+
+def test_an_outage_counts_once_from_the_first_unanswered_probe_to_the_next_answered_one() -> None:
+    watch = BrokerReachability()
+    assert watch.state(0.0) is None  # no probe yet
+
+    changes = [watch.observe(answered, float(second)) for second, answered in
+               enumerate([True, True, False, False, False, True, True, False, True])]  # fmt: skip
+
+    assert changes == [True, False, True, False, False, True, False, True, True]
+    assert watch.state(10.0) == BrokerState(reachable=True, outages=2, unreachable_s=4.0)
+
+
+def test_the_outage_under_way_counts_up_to_the_moment_of_scraping() -> None:
+    watch = BrokerReachability()
+    watch.observe(True, 0.0)
+    watch.observe(False, 5.0)
+
+    assert watch.state(12.5) == BrokerState(reachable=False, outages=1, unreachable_s=7.5)
+
+
+def test_a_worker_started_while_the_cluster_is_away_is_in_an_outage_from_the_start() -> None:
+    watch = BrokerReachability()
+    watch.observe(False, 0.0)
+    watch.observe(True, 3.0)
+
+    assert watch.state(4.0) == BrokerState(reachable=True, outages=1, unreachable_s=3.0)
+
+
+def test_the_page_shows_whether_the_cluster_answers_and_how_long_it_did_not() -> None:
+    down = BrokerState(reachable=False, outages=3, unreachable_s=42.5)
+    bare = WorkerSnapshot(ready=True, rebalances=0, consumer=(), counts={}, events_per_second=0)
+
+    found = samples(render_metrics(replace(bare, broker=down)))
+
+    assert found[("gemba_broker_reachable", ())] == 0
+    assert found[("gemba_broker_outages_total", ())] == 3
+    assert found[("gemba_broker_unreachable_seconds_total", ())] == 42.5
+    assert not any(name.startswith("gemba_broker") for name, _ in samples(render_metrics(bare)))

@@ -24,7 +24,6 @@ from click.testing import CliRunner
 
 from projections import default_policy
 from projections.history_db import (
-    ArchiveBusy,
     archived_events,
     content_hash,
     open_archive,
@@ -99,18 +98,6 @@ def _publish_paced(setup: WorkerSetup, stream: TouchStream, failures: list[BaseE
         failures.append(exc)
 
 
-def _archive_query(setup: HistorySetup, sql: str) -> list[tuple[Any, ...]] | None:
-    """Rows of a query on the archive, or None while the sink holds the file."""
-    try:
-        connection = open_archive(setup.archive, read_only=True)
-    except ArchiveBusy:
-        return None
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
-
-
 def _archived_offsets(worker: WorkerProcess, topic: str) -> int | None:
     """Offsets of `topic` the archive holds, once nothing is pending and every deal is
     refolded (from the worker's page)."""
@@ -168,15 +155,14 @@ def archived(
             alert_ids = {orjson.loads(r.value or b"{}")["alert_id"] for r in reader.records}
         wait_for(
             lambda: (
-                _archive_query(setup, "SELECT count(*) FROM dead_letters")
-                == [(len(stream.poison),)]
+                setup.query_archive("SELECT count(*) FROM dead_letters") == [(len(stream.poison),)]
                 or None
             ),
             60,
         )
         wait_for(
             lambda: (
-                {r[0] for r in _archive_query(setup, "SELECT alert_id FROM alerts") or []}
+                {r[0] for r in setup.query_archive("SELECT alert_id FROM alerts") or []}
                 == alert_ids
                 or None
             ),

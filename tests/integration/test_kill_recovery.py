@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 import pytest
@@ -37,7 +36,6 @@ from events.producer import KafkaEventPublisher
 from projections import DealNotOpened, deal_value_stream, default_policy, events_by_deal
 from projections.alerts import AlertKind, StallAlert, StallThresholds, check_stalls
 from projections.history_db import (
-    ArchiveBusy,
     archived_events,
     content_hash,
     open_archive,
@@ -187,18 +185,6 @@ def _latest_value_streams(
     return latest
 
 
-def _archive_query(setup: WorkerSetup, sql: str) -> list[tuple[Any, ...]] | None:
-    """Rows of a query on the archive, or None while the sink holds the file."""
-    try:
-        connection = open_archive(setup.archive, read_only=True)
-    except ArchiveBusy:
-        return None
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
-
-
 def _pure_rollups(stream: TouchStream) -> dict[str, dict[str, dict[str, int]]]:
     """Each dimension's roll-ups, summed from every opened deal's contribution, as the
     worker's /gemba/rollups/<dimension>/ pages show them ("value|month" -> vector)."""
@@ -335,7 +321,7 @@ def killed(
             wait_for(
                 lambda: (
                     True
-                    if {r[0] for r in _archive_query(setup, "SELECT alert_id FROM alerts") or []}
+                    if {r[0] for r in setup.query_archive("SELECT alert_id FROM alerts") or []}
                     == ids_on_topic
                     else None
                 ),

@@ -31,6 +31,7 @@ from kafka import KafkaConsumer, TopicPartition
 from events import Event, EventRejected, decode
 from events.producer import KafkaEventPublisher, ensure_topic
 from projections import DealNotOpened, Policy, deal_value_stream, events_by_deal
+from projections.history_db import ArchiveBusy, open_archive
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
 
@@ -116,6 +117,17 @@ class WorkerSetup:
     def archive(self) -> Path:
         """Where this worker's history sink writes."""
         return self.duckdb_path or self.state_dir / "gemba.duckdb"
+
+    def query_archive(self, sql: str) -> list[tuple[Any, ...]] | None:
+        """Rows of a query on the archive, or None while the sink holds the file."""
+        try:
+            connection = open_archive(self.archive, read_only=True)
+        except ArchiveBusy:
+            return None
+        try:
+            return connection.execute(sql).fetchall()
+        finally:
+            connection.close()
 
     @property
     def app_id(self) -> str:

@@ -7,7 +7,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from events import Event, EventBase, EventRejected, decode, encode
 from events.future import FutureLimit
 from projections.errors import DealNotOpened, ProjectionError
 from projections.event_set import known_at
+from projections.intervals import EPOCH, MICROSECOND, epoch_us
 from projections.policy import Policy
 from projections.replay_sql import (
     FACTS_DDL,
@@ -72,8 +73,6 @@ __all__ = [
     "verify_archive",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 DECODED_DEALS = 5_000
 """Deals whose events the writer keeps decoded between batches (the rest are read back)."""
 
@@ -150,10 +149,6 @@ class BatchOutcome:
 def recorded_at_from_ms(milliseconds: int) -> datetime:
     """A Kafka record timestamp (ms since the epoch) as a UTC time, the same way everywhere."""
     return EPOCH + timedelta(milliseconds=milliseconds)
-
-
-def _us(moment: datetime) -> int:
-    return (moment - EPOCH) // MICROSECOND
 
 
 # --- schema ----------------------------------------------------------------------------------
@@ -497,9 +492,8 @@ def chain_link(
 ) -> bytes:
     """The bytes an event adds to its partition's chain: where and when it was recorded, the
     event before it, and the canonical event itself."""
-    header = (
-        f"{topic}\x1f{partition}\x1f{offset}\x1f{_us(recorded_at)}\x1f{previous_event_id or ''}"
-    )
+    recorded = epoch_us(recorded_at)
+    header = f"{topic}\x1f{partition}\x1f{offset}\x1f{recorded}\x1f{previous_event_id or ''}"
     return header.encode() + b"\x1e" + payload
 
 

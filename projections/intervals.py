@@ -7,9 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["ZERO", "Span", "SpanSet", "utc"]
+__all__ = ["EPOCH", "MICROSECOND", "ZERO", "Span", "SpanSet", "epoch_us", "utc"]
 
 ZERO = timedelta(0)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch: exact, as the archive and the SQL fold hold times."""
+    return (moment - EPOCH) // MICROSECOND
 
 
 def utc(moment: datetime) -> datetime:

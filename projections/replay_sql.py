@@ -36,13 +36,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 
 from projections.categories import TouchClass, WasteCategory
+from projections.intervals import MICROSECOND, epoch_us
 from projections.policy import Policy
 from projections.totals import Totals
 from projections.value_stream import DealValueStream
@@ -57,8 +58,6 @@ __all__ = [
     "streams_hash",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 SEP = "\x1f"
 """Between the fields of a canonical line (ids and names never hold it)."""
 
@@ -117,7 +116,7 @@ def fill_facts(connection: duckdb.DuckDBPyConnection, only: str | None = None) -
 
 
 def _us(moment: datetime | None) -> str:
-    return "" if moment is None else str((moment - _EPOCH) // _US)
+    return "" if moment is None else str(epoch_us(moment))
 
 
 def _text(value: object) -> str:
@@ -139,7 +138,7 @@ def _totals(totals: Totals) -> list[str]:
         totals.inventory,
     ]
     counts = [totals.rework, *(getattr(totals.touches, k) for k in TOUCH_KINDS)]
-    return [str(time // _US) for time in times] + [str(count) for count in counts]
+    return [str(time // MICROSECOND) for time in times] + [str(count) for count in counts]
 
 
 TOUCH_KINDS = ("call", "email", "meeting", "quote")
@@ -194,7 +193,9 @@ def canonical_lines(stream: DealValueStream) -> list[str]:
         for t in stream.touches
     ]
     lines += [
-        SEP.join(["X", x.stage, _us(x.started_at), _us(x.ended_at), str(x.threshold // _US)])
+        SEP.join(
+            ["X", x.stage, _us(x.started_at), _us(x.ended_at), str(x.threshold // MICROSECOND)]
+        )
         for x in stream.stalls
     ]
     return lines
@@ -281,13 +282,13 @@ class _Parameters:
 
 
 def _days_us(days: float) -> int:
-    return timedelta(days=days) // _US
+    return timedelta(days=days) // MICROSECOND
 
 
 def _known(as_of: datetime | None) -> str:
     if as_of is None:
         return "true"
-    us = (as_of - _EPOCH) // _US
+    us = epoch_us(as_of)
     return f"occurred_us <= {us} AND recorded_us <= {us}"
 
 

@@ -7,7 +7,7 @@ import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import faust
@@ -17,6 +17,7 @@ from faust.types import EventT, TableT, TopicT
 from events import EventBase, EventRejected, decode, encode
 from events.future import FutureLimit
 from projections.event_set import preferred_copy
+from projections.intervals import EPOCH
 from projections.rollup import Contribution, RollupKey, add_vectors
 from projections.value_stream import DealValueStream
 from streams.alerts import attach_stall_alerts
@@ -35,7 +36,6 @@ from streams.value_streams import FoldedDeal, ValueStreamFolder
 __all__ = ["FactListener", "FoldObserver", "ValueStreamPipeline", "create_app"]
 
 log = structlog.get_logger("gemba.worker")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DECODED_DEALS = 20_000
 """Deals whose events are kept decoded in memory (the rest are decoded when refolded)."""
 

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,30 +162,32 @@ def ensure_kafka_libs(settings: Settings, say: Say = print) -> Path:
     return libs
 
 
-def _server_properties(settings: Settings, data: Path) -> str:
+def _server_properties(
+    settings: Settings, data: Path, overrides: Mapping[str, str] | None = None
+) -> str:
     host, port, ctl = settings.broker_host, settings.broker_port, settings.controller_port
+    properties = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{ctl}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+    } | dict(overrides or {})
+    lines = [f"{name}={value}" for name, value in properties.items()]
     return "\n".join(
-        [
-            "# Written by `gemba broker start`; edit GEMBA_* settings instead.",
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{host}:{ctl}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={data}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "",
-        ]
+        ["# Written by `gemba broker start`; edit GEMBA_* settings instead.", *lines, ""]
     )
 
 
@@ -193,7 +195,9 @@ def _classpath(libs: Path) -> str:
     return f"{libs}/*"
 
 
-def _format_storage(java: str, libs: Path, properties: Path, data: Path) -> None:
+def _format_storage(
+    java: str, libs: Path, properties: Path, data: Path, scram_credentials: Sequence[str] = ()
+) -> None:
     if (data / "meta.properties").exists():
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -203,6 +207,8 @@ def _format_storage(java: str, libs: Path, properties: Path, data: Path) -> None
         cluster_id = "A" + cluster_id[1:]
     command = [java, "-cp", _classpath(libs), "kafka.tools.StorageTool", "format",
                "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]  # fmt: skip
+    for credential in scram_credentials:
+        command += ["--add-scram", credential]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BrokerError(f"formatting the broker's storage failed:\n{result.stderr[-2000:]}")
@@ -227,8 +233,19 @@ def _wait_until_ready(
     )
 
 
-def start_broker(settings: Settings, say: Say = print) -> BrokerStatus:
-    """Start the local broker, or reuse the one already running; wait until it serves."""
+def start_broker(
+    settings: Settings,
+    say: Say = print,
+    *,
+    properties: Mapping[str, str] | None = None,
+    scram_credentials: Sequence[str] = (),
+) -> BrokerStatus:
+    """Start the local broker, or reuse the one already running; wait until it serves.
+
+    `properties` add to or replace entries of its server.properties (listeners with TLS
+    and SASL, say); `scram_credentials` are SCRAM users stored as the storage is formatted,
+    each as the storage tool's --add-scram takes it: 'SCRAM-SHA-512=[name=...,password=...]'.
+    """
     if not settings.local_broker:
         raise BrokerError(
             f"KAFKA_BOOTSTRAP_SERVERS is set ({settings.bootstrap_servers}): Gemba uses that "
@@ -249,14 +266,14 @@ def start_broker(settings: Settings, say: Say = print) -> BrokerStatus:
     home = settings.broker_data_dir
     data = home / "data"
     data.mkdir(parents=True, exist_ok=True)
-    properties = home / "server.properties"
-    properties.write_text(_server_properties(settings, data))
-    _format_storage(java, libs, properties, data)
+    config = home / "server.properties"
+    config.write_text(_server_properties(settings, data, properties))
+    _format_storage(java, libs, config, data, scram_credentials)
     command = [
         java, f"-Xmx{settings.broker_heap_mb}m", f"-Xms{min(settings.broker_heap_mb, 256)}m",
         "-XX:+UseG1GC", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-        "-cp", _classpath(libs), "kafka.Kafka", str(properties),
+        "-cp", _classpath(libs), "kafka.Kafka", str(config),
     ]  # fmt: skip
     with _log_file(settings).open("wb") as log:
         process = subprocess.Popen(

@@ -6,7 +6,8 @@ import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from events.producer import LOG_TOPIC_CONFIG, KafkaEventPublisher, ensure_topic
+from events.errors import PublishError
+from events.producer import LOG_TOPIC_CONFIG, KafkaEventPublisher, check_reachable, ensure_topic
 from events.pseudonyms import Pseudonymiser
 from streams.errors import GembaError
 from streams.settings import SASL_PROTOCOLS, SSL_PROTOCOLS, Settings
@@ -102,12 +103,15 @@ def pseudonymiser(settings: Settings) -> Pseudonymiser | None:
 
 def open_publisher(settings: Settings, topic: str | None = None) -> KafkaEventPublisher:
     """The event publisher every command should use: secured, and pseudonymising if asked."""
-    return KafkaEventPublisher(
-        settings.bootstrap_servers,
-        topic or settings.touches_topic,
-        client_options=kafka_client_options(settings),
-        pseudonymiser=pseudonymiser(settings),
-    )
+    try:
+        return KafkaEventPublisher(
+            settings.bootstrap_servers,
+            topic or settings.touches_topic,
+            client_options=kafka_client_options(settings),
+            pseudonymiser=pseudonymiser(settings),
+        )
+    except PublishError as exc:
+        raise _no_session(settings, exc) from None
 
 
 def ensure_topic_for(
@@ -117,10 +121,47 @@ def ensure_topic_for(
     partitions: int | None = None,
 ) -> bool:
     """Create `topic` (infinite retention unless `config` says otherwise) if it is missing."""
-    return ensure_topic(
-        settings.bootstrap_servers,
-        topic,
-        partitions or settings.topic_partitions,
-        config,
-        client_options=kafka_client_options(settings),
+    try:
+        return ensure_topic(
+            settings.bootstrap_servers,
+            topic,
+            partitions or settings.topic_partitions,
+            config,
+            client_options=kafka_client_options(settings),
+        )
+    except PublishError as exc:
+        raise _no_session(settings, exc) from None
+
+
+def _no_session(settings: Settings, unreachable: PublishError) -> PublishError:
+    """`unreachable`, or, when the servers do accept connections, what to check instead.
+
+    A wrong password or a port that speaks another protocol looks like an outage to
+    kafka-python (3.0.12): it drops the broker's "authentication failed" reply, which
+    comes with the close of the connection, and gives up after its bootstrap timeout.
+    """
+    try:
+        check_reachable(settings.bootstrap_servers)
+    except PublishError:
+        return unreachable
+    servers, protocol = settings.bootstrap_servers, settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return PublishError(
+            f"Kafka at {servers} accepts connections but does not answer over PLAINTEXT "
+            "(or is still starting). If the cluster requires TLS or SASL, set "
+            "GEMBA_KAFKA_SECURITY_PROTOCOL and the settings it needs."
+        )
+    checks = []
+    if protocol in SASL_PROTOCOLS:
+        checks.append(
+            "the password and user (GEMBA_KAFKA_SASL_PASSWORD, GEMBA_KAFKA_SASL_USERNAME) and "
+            f"the mechanism (GEMBA_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism})"
+        )
+    if protocol in SSL_PROTOCOLS:
+        checks.append("the CA that signed the brokers' certificates (GEMBA_KAFKA_SSL_CAFILE)")
+    checks.append(f"that the servers speak {protocol} on that port (GEMBA_KAFKA_SECURITY_PROTOCOL)")
+    return PublishError(
+        f"Kafka at {servers} accepts connections but no {protocol} session could be opened: "
+        "most likely the credentials or the TLS settings were refused (the brokers' log says "
+        f"which). Check {'; '.join(checks)}."
     )

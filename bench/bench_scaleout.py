@@ -15,9 +15,9 @@ aiokafka and how the partitions were split.
 
 The events are published once the group has formed rather than before the workers
 start: workers joining one by one while another folds a backlog rebalance the group in
-the middle of its batches, which measures rebalances rather than throughput (and, in
-this benchmark's first runs, twice left a worker holding partitions it never read: its
-position at their end offsets, nothing counted). The publisher runs beside the workers
+the middle of its batches, which measures rebalances rather than throughput (and, before
+streams/rebalance.py, left partitions unread: tests/integration/test_rebalance_backlog.py
+runs that scenario). The publisher runs beside the workers
 on the same machine (its seconds are printed); the machine is shared: read the ratios,
 not the rates, and the load average printed with them.
 """

@@ -29,6 +29,7 @@ from streams.kafka_clients import faust_broker_credentials
 from streams.metrics import attach_metrics
 from streams.missed import MissedRecordReader
 from streams.partitioned import PartitionedTable
+from streams.rebalance import make_rebalance_safe
 from streams.settings import WILDCARD_HOSTS, Settings
 from streams.sink import attach_history_sink
 from streams.value_streams import FoldedDeal, ValueStreamFolder
@@ -200,10 +201,12 @@ class ValueStreamPipeline:
         self._watermark = None
 
     async def _missed_before(self, message: Any) -> list[_Delivery]:
-        """The records of the message's partition Faust skipped since the last one counted."""
+        """The records of the message's partition Faust skipped since the last one counted
+        (since the partition's first record, when none was ever counted: a rebalance can
+        start a partition's first reader past records it never delivered)."""
         counts = self._partition_counts(message.partition)
-        expected = counts.last_offset + 1
-        if self.reader is None or counts.last_offset < 0 or message.offset <= expected:
+        expected = counts.last_offset + 1  # 0 when none was (the reader starts past retention)
+        if self.reader is None or message.offset <= expected:
             return []
         missed = await self.reader.read(
             message.topic, message.partition, expected, message.offset - 1
@@ -409,6 +412,7 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         # for unacked messages (they are replayed); waiting stalled shutdown ~30 s.
         stream_wait_empty=False,
     )
+    make_rebalance_safe(app)  # read every message of a partition given back (streams/rebalance.py)
     touches = _raw_topic(app, settings.touches_topic)
     pipeline = ValueStreamPipeline.build(
         app, settings, folder or ValueStreamFolder.from_settings(settings)

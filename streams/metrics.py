@@ -115,6 +115,7 @@ class WorkerSnapshot:
     alerts_sent: int | None = None
     sink: SinkState | None = None
     broker: BrokerState | None = None
+    stale_acks_refused: int = 0
 
 
 def readiness(app: faust.App) -> tuple[bool, str]:
@@ -193,6 +194,7 @@ async def take_snapshot(app: faust.App, meter: ThroughputMeter) -> WorkerSnapsho
         alerts_sent=alerts.alerts_sent if alerts is not None else None,
         sink=_sink_state(sink, highwaters) if sink is not None else None,
         broker=broker.state(time.monotonic()) if broker is not None else None,
+        stale_acks_refused=getattr(app.consumer, "refused_acks", 0),
     )
 
 
@@ -206,6 +208,9 @@ class _SnapshotCollector(Collector):
         yield _counter("gemba_rebalances_total", "Rebalances this process went through",
                        snap.rebalances)  # fmt: skip
         yield from _offsets(snap.consumer, "gemba_consumer", "this worker's consumer")
+        yield _counter("gemba_stale_acks_refused_total", "Acks of messages skipped in a "
+                       "rebalance, refused so they are read again (streams/rebalance.py)",
+                       snap.stale_acks_refused)  # fmt: skip
         for name, what in (
             ("consumed", "Messages of touches read, each offset once"),
             ("processed", "Messages of touches folded into the projections"),

@@ -1,13 +1,13 @@
 """Records Faust never delivered to an agent, read back from Kafka by offset.
 
-Faust acks a message it skips while a rebalance is under way (its stream drops
-messages of an older consumer generation, and acks them "so that the lag does not
-grow"), even on a stream whose acks are off. When the other agent on the same topic
-has acked that message too, the offset can be committed, and after a restart the
-skipped message is never delivered again. The worker's agents therefore watch each
-partition's offsets: a jump forward is a gap, and the missing records are read here,
-straight from the topic, before the agent goes on. Reading them twice is harmless:
-every write downstream is idempotent.
+A rebalance can make Faust skip messages: its stream drops messages of an older
+consumer generation, and a partition given back can keep a read position past them
+(streams/rebalance.py says how, and keeps such messages from being committed unread,
+so that they are fetched again). The worker's agents also watch each partition's
+offsets, as a second line: a jump forward from the last offset counted (or from the
+partition's first record, when none was) is a gap, and the missing records are read
+here, straight from the topic, before the agent goes on. Reading them twice is
+harmless: every write downstream is idempotent.
 """
 
 from __future__ import annotations

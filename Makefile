@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/bench_alerts.py --deals 20000 --rate 300 --seconds 30
 	$(BIN)/python bench/bench_worker.py --events 100000
 	$(BIN)/python bench/bench_scaleout.py --events 60000
+	$(BIN)/python bench/bench_rebalance_cost.py --events 100000
 	$(BIN)/python bench/bench_replay.py --events 2000000 --base 200000
 	$(BIN)/python bench/bench_analysis.py --events 1000000
 	$(BIN)/python bench/bench_dashboard.py

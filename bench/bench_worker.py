@@ -139,14 +139,19 @@ def raw_consumption(bootstrap_servers: str, topic: str, count: int) -> Rate:
     return asyncio.run(run())
 
 
-def faust_noop(bootstrap_servers: str, topic: str, count: int, tmp: Path) -> Rate:
-    """The second peer: a Faust agent doing nothing with each message (bench/faust_noop.py)."""
+def faust_noop(
+    bootstrap_servers: str, topic: str, count: int, tmp: Path, *, safe: bool = False
+) -> Rate:
+    """The second peer: a Faust agent doing nothing with each message (bench/faust_noop.py);
+    with `safe`, with the worker's rebalance safety (streams/rebalance.py)."""
     out = tmp / "noop.txt"
+    out.unlink(missing_ok=True)
     began = time.perf_counter()
     script = Path(__file__).with_name("faust_noop.py")
     with (tmp / "noop.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(script), bootstrap_servers, topic, str(count), str(out)],
+            [sys.executable, str(script), bootstrap_servers, topic, str(count), str(out)]
+            + (["safe"] if safe else []),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

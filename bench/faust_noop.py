@@ -1,11 +1,13 @@
 """A Faust agent that does nothing with each message: the ceiling of any Faust pipeline.
 
-    python bench/faust_noop.py BOOTSTRAP TOPIC COUNT OUT_FILE
+    python bench/faust_noop.py BOOTSTRAP TOPIC COUNT OUT_FILE [safe]
 
 Run by bench_worker.py as a second peer beside raw aiokafka: the same Faust version and
 consumer settings as `gemba worker`, one agent on the same topic that counts messages
 (acks on, as a plain Faust agent has them) and writes, once it has seen COUNT, the
 seconds from its first message to its last to OUT_FILE. The benchmark then stops it.
+With `safe`, the app gets what `gemba worker` has from streams/rebalance.py (its consumer
+and streams iterated in Python), so that bench_rebalance_cost.py can weigh it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from typing import Any
 
 import faust
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streams.rebalance import make_rebalance_safe
+
 
 def main() -> None:
     bootstrap, topic_name, count, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    safe = sys.argv[5:] == ["safe"]
     app = faust.App(
         f"bench-noop-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{bootstrap}",
@@ -31,6 +38,8 @@ def main() -> None:
         web_enabled=False,
         stream_wait_empty=False,
     )
+    if safe:
+        make_rebalance_safe(app)
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
     seen = {"n": 0, "first": 0.0}
 

@@ -18,10 +18,13 @@ backlog is being read (seen in bench/bench_scaleout.py with a pre-filled topic):
 `make_rebalance_safe(app)` gives the app a consumer that seeks such partitions to their
 beginning (the app's `auto_offset_reset` is "earliest"), and refuses acks of messages of
 an older generation (or skipped while a rebalance suspends the flow): their offsets are
-never marked safe to commit, and the seek fetches them again. The app's streams iterate
-in Python, because Faust's compiled iterator writes the consumer's ack bookkeeping itself,
-past any consumer subclass. Every write downstream is idempotent, so a message taken
-twice is harmless; one never taken is lost.
+never marked safe to commit, and the seek fetches them again. Until something is
+committed for a rewound partition, it commits nothing that leaves a gap after the
+partition's first offset (messages fetched at the old position can still be delivered
+around the seek; Faust checks for such a gap only once an offset above zero is committed).
+The app's streams iterate in Python, because Faust's compiled iterator writes the
+consumer's ack bookkeeping itself, past any consumer subclass. Every write downstream is
+idempotent, so a message taken twice is harmless; one never taken is lost.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class RebalanceSafeConsumer(Consumer):
 
     refused_acks: int = 0
     """Acks refused so far (their messages are fetched and taken again)."""
+    _first_offsets: dict[TP, int] | None = None
+    """The first offset of each partition rewound at the last assignment."""
 
     def ack(self, message: Message) -> bool:
         if self._current(message):
@@ -74,14 +79,29 @@ class RebalanceSafeConsumer(Consumer):
         uncommitted = [
             tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
         ]
+        self._first_offsets = {}
         if uncommitted:
             thread: Any = self._thread
-            await thread.call_thread(thread._ensure_consumer().seek_to_beginning, *uncommitted)
+            client = thread._ensure_consumer()
+            await thread.call_thread(client.seek_to_beginning, *uncommitted)
+            firsts = await thread.call_thread(client.beginning_offsets, uncommitted)
+            self._first_offsets = {TP(tp.topic, tp.partition): n for tp, n in firsts.items()}
             log.info(
                 "uncommitted_partitions_rewound",
                 partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in uncommitted),
             )
         return committed
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for the partition, None while a gap after its first offset
+        remains in what was acked and nothing is committed yet."""
+        first = (self._first_offsets or {}).get(tp)
+        acked = self._acked.get(tp)
+        head_gap = first is not None and acked and min(acked) > first
+        if head_gap and self._committed_offset[tp] is None:
+            return None
+        offset: int | None = super()._new_offset(tp)
+        return offset
 
 
 class ConsumerAckedStream(faust.Stream):  # type: ignore[type-arg]

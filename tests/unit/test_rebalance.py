@@ -83,3 +83,19 @@ def test_the_worker_apps_streams_ack_through_the_consumer_not_around_it(app: Any
 
     assert isinstance(stream, ConsumerAckedStream)
     assert iterator.ag_code is stream._py_aiter.__code__
+
+
+def test_nothing_is_committed_past_a_gap_after_a_rewound_partitions_first_offset(
+    app: Any,
+) -> None:
+    # Messages fetched at the old position arrive around the rewind to the beginning.
+    app.consumer._first_offsets = {TP(Settings().touches_topic, 0): 0}
+    for offset in (3, 4):
+        app.consumer.ack(_message(app, offset, GENERATION))
+
+    assert _committable(app) is None
+
+    for offset in (0, 1, 2):  # fetched again from the beginning
+        app.consumer.ack(_message(app, offset, GENERATION))
+
+    assert _committable(app) == 5

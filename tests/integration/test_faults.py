@@ -25,7 +25,6 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from events import Event, EventRejected, decode, encode
 from events.errors import PublishError
@@ -36,12 +35,14 @@ from projections.history_db import open_archive, verify_archive
 from streams.broker import start_broker, stop_broker
 from streams.settings import Settings
 from tests.integration.worker_harness import (
+    BROKER_FIGURES,
     Counts,
     Record,
     TopicReader,
     TouchStream,
     WorkerProcess,
     WorkerSetup,
+    broker_figures,
     free_port,
     publish,
     realistic_touches,
@@ -181,38 +182,17 @@ def _broker_down(
     return down_s
 
 
-BROKER_FIGURES = (
-    "gemba_broker_reachable",
-    "gemba_broker_outages_total",
-    "gemba_broker_unreachable_seconds_total",
-)
-
-
-def _broker_figures(worker: WorkerProcess) -> dict[str, float] | None:
-    """The worker's gemba_broker_* metrics, once its /metrics page reports them all."""
-    body = worker.get("/metrics")
-    if body is None:
-        return None
-    found = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-        if sample.name in BROKER_FIGURES
-    }
-    return found if len(found) == len(BROKER_FIGURES) else None
-
-
 def _broker_figures_when(worker: WorkerProcess, reachable: int) -> dict[str, float]:
     """The figures once gemba_broker_reachable is `reachable` (at the deadline, whatever
     they are then, for the test to report)."""
 
     def showing() -> dict[str, float] | None:
-        found = _broker_figures(worker)
+        found = broker_figures(worker)
         return found if found and found["gemba_broker_reachable"] == reachable else None
 
     with contextlib.suppress(TimeoutError):
         return wait_for(showing, timeout_s=30)
-    return _broker_figures(worker) or {}
+    return broker_figures(worker) or {}
 
 
 def _live_through_an_outage(broker: Settings, state: Path) -> Outage:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import get_args
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from events import PublishError
 from projections import default_policy
@@ -35,9 +34,11 @@ from tests.integration.secure_broker import (
     running_secure_broker,
 )
 from tests.integration.worker_harness import (
+    BROKER_FIGURES,
     Counts,
     TouchStream,
     WorkerProcess,
+    broker_figures,
     realistic_touches,
     running_worker,
     wait_for,
@@ -49,11 +50,6 @@ DEALS = 15
 """A few hundred events, poison and duplicates included: enough for every partition."""
 LAST_OFFSET = 2**62
 """Read a partition to its end."""
-BROKER_FIGURES = (
-    "gemba_broker_reachable",
-    "gemba_broker_outages_total",
-    "gemba_broker_unreachable_seconds_total",
-)
 
 
 @pytest.fixture(scope="module")
@@ -115,20 +111,6 @@ class SecureRun:
     worker: WorkerProcess
     stream: TouchStream
     counts: Counts
-
-
-def broker_figures(worker: WorkerProcess) -> dict[str, float] | None:
-    """The worker's gemba_broker_* metrics, once its /metrics page reports them all."""
-    body = worker.get("/metrics")
-    if body is None:
-        return None
-    found = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-        if sample.name in BROKER_FIGURES
-    }
-    return found if len(found) == len(BROKER_FIGURES) else None
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from events import Event, EventRejected, decode
 from events.producer import KafkaEventPublisher, ensure_topic
@@ -36,6 +37,7 @@ from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
 
 __all__ = [
+    "BROKER_FIGURES",
     "Counts",
     "Poison",
     "Record",
@@ -43,6 +45,7 @@ __all__ = [
     "TouchStream",
     "WorkerProcess",
     "WorkerSetup",
+    "broker_figures",
     "free_port",
     "publish",
     "realistic_touches",
@@ -566,3 +569,24 @@ def realistic_touches(deals: int, seed: int = 7, accounts: int | None = None) ->
         duplicates=len(copies),
         reordered_deals=reordered,
     )
+
+
+BROKER_FIGURES = (
+    "gemba_broker_reachable",
+    "gemba_broker_outages_total",
+    "gemba_broker_unreachable_seconds_total",
+)
+
+
+def broker_figures(worker: WorkerProcess) -> dict[str, float] | None:
+    """The worker's gemba_broker_* metrics, once its /metrics page reports them all."""
+    body = worker.get("/metrics")
+    if body is None:
+        return None
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name in BROKER_FIGURES
+    }
+    return found if len(found) == len(BROKER_FIGURES) else None

@@ -38,7 +38,7 @@ from tests.integration.worker_harness import (
 pytestmark = pytest.mark.integration
 
 DEALS = 120
-"""About 11,000 messages: a backlog of tens of seconds for one worker on this machine."""
+"""About 6,300 messages: a backlog of several seconds for each worker on this machine."""
 PARTITIONS = 8
 WORKERS = 4
 Partitions = dict[int, dict[str, int]]

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import TypeAdapter, ValidationError
 
 from events import Event, EventBase, EventRejected, decode, encode
@@ -36,6 +37,7 @@ from projections.value_stream import DealValueStream, deal_value_stream
 
 __all__ = [
     "ARCHIVE_VIEWS",
+    "READER_SETTINGS",
     "AlertRow",
     "ArchiveBatch",
     "ArchiveBusy",
@@ -63,6 +65,7 @@ __all__ = [
     "export_archive",
     "genesis_hash",
     "open_archive",
+    "open_reader",
     "read_only_query",
     "recorded_at_from_ms",
     "records",
@@ -417,25 +420,55 @@ ARCHIVE_VIEWS = tuple(VIEWS)
 # --- opening the file ------------------------------------------------------------------------
 
 
-def open_archive(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the archive: read-only for readers; for the one writer, creating schema and views.
+READER_SETTINGS: Mapping[str, str | bool] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "python_enable_replacements": False,
+}
+"""DuckDB settings of every reader: no file but the archive itself (no read_blob, read_csv,
+glob, COPY TO, ATTACH, http), no extension installed or loaded, no Python variable scanned
+by name. `open_reader` then sets the time zone and locks the configuration, so no statement
+can SET them back."""
 
-    Raises ArchiveMissing when a reader finds no file, ArchiveBusy when another
-    process holds it (DuckDB allows one writing process, or readers, at a time).
+READ_ONLY_REFUSAL = (
+    "the archive is read-only here: a query reads the archive's tables and views only "
+    "(no other file, no COPY TO, no ATTACH, no extension, no SET)"
+)
+
+
+def open_reader(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the archive for a reader (query, report, replay, audit, export, dashboard, ...).
+
+    Read-only, with READER_SETTINGS and the configuration locked: the connection reads
+    the archive and nothing else. Raises ArchiveMissing when there is no file,
+    ArchiveBusy when another process holds it (the sink writing a batch).
     """
-    if read_only and not path.exists():
+    if not path.exists():
         raise ArchiveMissing(
             f"no history archive at {path}: run `gemba worker` (it archives every event) "
             "or set GEMBA_DUCKDB_PATH"
         )
-    try:
-        connection = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise ArchiveBusy(f"the archive {path} is in use by another process: {exc}") from None
-        raise HistoryError(f"cannot open the archive {path}: {exc}") from None
+    connection = _connect(path, read_only=True, config=READER_SETTINGS)
     connection.execute("SET TimeZone = 'UTC'")
-    if not read_only and _schema_version(connection) != SCHEMA_VERSION:
+    connection.execute("SET lock_configuration = true")
+    return connection
+
+
+def open_archive(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the archive: for the one writer, creating schema and views; with `read_only`,
+    as `open_reader` opens it (locked down).
+
+    Raises ArchiveMissing when a reader finds no file, ArchiveBusy when another
+    process holds it (DuckDB allows one writing process, or readers, at a time).
+    """
+    if read_only:
+        return open_reader(path)
+    connection = _connect(path, read_only=False, config={})
+    connection.execute("SET TimeZone = 'UTC'")
+    if _schema_version(connection) != SCHEMA_VERSION:
         with _transaction(connection):
             connection.execute(SCHEMA)
             fill_facts(connection)  # an archive written before version 2 has none yet
@@ -444,6 +477,17 @@ def open_archive(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConne
             connection.execute("DELETE FROM archive_schema")
             connection.execute("INSERT INTO archive_schema VALUES (?)", [SCHEMA_VERSION])
     return connection
+
+
+def _connect(
+    path: Path, *, read_only: bool, config: Mapping[str, str | bool]
+) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=dict(config))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise ArchiveBusy(f"the archive {path} is in use by another process: {exc}") from None
+        raise HistoryError(f"cannot open the archive {path}: {exc}") from None
 
 
 def _schema_version(connection: duckdb.DuckDBPyConnection) -> int | None:
@@ -1140,8 +1184,10 @@ class QueryResult:
 def read_only_query(connection: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
     """Run one query (SELECT, WITH, FROM, SHOW, DESCRIBE, EXPLAIN); refuse anything that writes.
 
-    The connection should be read-only as well; this refuses writing statements
-    (INSERT, UPDATE, DELETE, CREATE, COPY, ATTACH, SET, ...) before DuckDB sees them.
+    Writing statements (INSERT, UPDATE, DELETE, CREATE, COPY, ATTACH, SET, INSTALL, ...)
+    are refused before DuckDB sees them; give it a connection from `open_reader`, whose
+    locked settings refuse what a query could still reach (read_blob, read_csv, glob,
+    EXPLAIN ANALYZE COPY ... TO, ...): both raise StatementRefused.
     """
     try:
         statements = duckdb.extract_statements(sql)
@@ -1160,7 +1206,21 @@ def read_only_query(connection: duckdb.DuckDBPyConnection, sql: str) -> QueryRes
         columns = tuple(column[0] for column in relation.description or ())
         return QueryResult(columns, relation.fetchall())
     except duckdb.Error as exc:
+        if _reader_refused(exc):
+            refusal = f"{READ_ONLY_REFUSAL}; DuckDB said: {_first_line(exc)}"
+            raise StatementRefused(refusal) from None
         raise HistoryError(f"query failed: {exc}") from None
+
+
+def _reader_refused(exc: duckdb.Error) -> bool:
+    """Whether DuckDB refused a statement because of READER_SETTINGS or their lock."""
+    return isinstance(exc, duckdb.PermissionException) or (
+        "configuration has been locked" in str(exc)
+    )
+
+
+def _first_line(exc: duckdb.Error) -> str:
+    return str(exc).strip().splitlines()[0]
 
 
 # --- replay ----------------------------------------------------------------------------------
@@ -1680,6 +1740,34 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+EXPORT_BATCH_ROWS = 100_000
+"""Rows per Arrow batch (and Parquet row group) while exporting a table."""
+
+
+def _write_parquet(connection: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    """Write the rows of `query` to one Parquet file (zstd) from Python; return the rows.
+
+    DuckDB only reads (a reader's connection may touch no file but the archive);
+    pyarrow writes, batch by batch. JSON columns stay JSON (Parquet's JSON logical type).
+    """
+    relation = connection.sql(query)
+    types = zip(relation.columns, relation.types, strict=True)
+    json_columns = {name for name, kind in types if str(kind) == "JSON"}
+    batches = relation.to_arrow_reader(EXPORT_BATCH_ROWS)
+    schema = pa.schema(
+        [
+            field.with_type(pa.json_(field.type)) if field.name in json_columns else field
+            for field in batches.schema
+        ]
+    )
+    rows = 0
+    with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch.cast(schema))
+            rows += batch.num_rows
+    return rows
+
+
 def export_archive(connection: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, Any]:
     """Write the events and projections as Parquet files, and manifest.json with their hashes.
 
@@ -1691,9 +1779,7 @@ def export_archive(connection: duckdb.DuckDBPyConnection, directory: Path) -> di
     files = {}
     for name, query in EXPORTS.items():
         path = directory / f"{name}.parquet"
-        target = str(path).replace("'", "''")
-        connection.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-        rows = int(_scalar(connection, f"SELECT count(*) FROM ({query})"))
+        rows = _write_parquet(connection, query, path)
         files[path.name] = {"rows": rows, "sha256": _file_hash(path)}
     documents = {
         str(deal_id): str(document).encode()

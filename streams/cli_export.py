@@ -37,8 +37,13 @@ def _archived(settings: Settings, as_of: datetime | None) -> list[tuple[object, 
     "--as-of", "as_of", default=None,
     help="Only events that occurred and were recorded by then (ISO; UTC without an offset).",
 )  # fmt: skip
+@click.option(
+    "--raw-csv", "raw_csv", is_flag=True,
+    help="csv: write every cell as it is. By default a text cell starting with = + - @, "
+    "a tab or a CR gets a ' in front, so a spreadsheet shows it instead of running it.",
+)  # fmt: skip
 @click.pass_context
-def export(ctx: click.Context, fmt: str, out: Path, as_of: str | None) -> None:
+def export(ctx: click.Context, fmt: str, out: Path, as_of: str | None, raw_csv: bool) -> None:
     """Write the archived event log as FORMAT: xes, ocel (OCEL 2.0 JSON), parquet or csv.
 
     \b
@@ -46,10 +51,13 @@ def export(ctx: click.Context, fmt: str, out: Path, as_of: str | None) -> None:
              as `call connected` or `stage Proposal`, times with their own UTC offsets;
              each event also carries itself whole, so `gemba import xes` reads it back
     ocel:    events related to deals, accounts, reps, contacts and campaigns
-    parquet, csv: one row per event, with its payload as JSON
+    parquet, csv: one row per event, with its payload as JSON; csv cells that a
+             spreadsheet would run as formulas start with ' (unless --raw-csv)
 
     Reads the history archive (GEMBA_DUCKDB_PATH) read-only.
     """
+    if raw_csv and fmt != "csv":
+        raise click.UsageError(f"--raw-csv applies to csv only, not to {fmt}")
     import gzip
 
     from events import EventBase
@@ -76,7 +84,7 @@ def export(ctx: click.Context, fmt: str, out: Path, as_of: str | None) -> None:
             objects, written = write_ocel(events, sink)
             message = f"wrote {written:,} event(s), {objects:,} object(s) to {out}"
         else:
-            written = write_csv(records, sink)
+            written = write_csv(records, sink, raw=raw_csv)
             message = f"wrote {written:,} event(s) to {out}"
     click.echo(message)
 

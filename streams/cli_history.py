@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -41,13 +41,14 @@ def _settings(ctx: click.Context) -> Settings:
 
 @contextmanager
 def reading(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The archive opened read-only, waiting while the sink holds it for a batch."""
-    from projections.history_db import ArchiveBusy, HistoryError, open_archive
+    """The archive opened for reading (`open_reader`: read-only, no file system, no
+    extensions, settings locked), waiting while the sink holds it for a batch."""
+    from projections.history_db import ArchiveBusy, HistoryError, open_reader
 
     deadline = time.monotonic() + settings.duckdb_busy_timeout_s
     while True:
         try:
-            connection = open_archive(settings.history_db_path, read_only=True)
+            connection = open_reader(settings.history_db_path)
             break
         except ArchiveBusy:
             if time.monotonic() >= deadline:
@@ -115,31 +116,50 @@ def _cell(value: Any) -> str:
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
     show_default=True, help="How to print the rows.",
 )  # fmt: skip
+@click.option(
+    "--raw-csv", "raw_csv", is_flag=True,
+    help="With --format csv: print every cell as it is. By default a text cell starting "
+    "with = + - @, a tab or a CR gets a ' in front, so a spreadsheet shows it instead of "
+    "running it.",
+)  # fmt: skip
 @click.pass_context
-def query(ctx: click.Context, sql: str, fmt: str) -> None:
+def query(ctx: click.Context, sql: str, fmt: str, raw_csv: bool) -> None:
     """Run one read-only SQL query on the history archive and print the rows.
 
     Tables: events, alerts, dead_letters, duplicates, offsets. Views: deal_value_streams,
     touches, stage_intervals, value_stream_by, pce_by, lead_time_distribution,
     lead_time_percentiles, waste_pareto, cumulative_flow, flow_by_month, stalled_deals.
-    Writing statements are refused.
+    The archive is read-only here: writing statements are refused, and a query reads
+    the archive's tables and views only (no other file, no extension, no SET).
     """
     from projections.history_db import read_only_query
 
+    if raw_csv and fmt != "csv":
+        raise click.UsageError(f"--raw-csv applies to csv only (--format csv), not to {fmt}")
     with reading(_settings(ctx)) as connection:
         result = _guarded(lambda: read_only_query(connection, sql))
     if fmt == "json":
         click.echo(_json([dict(zip(result.columns, row, strict=True)) for row in result.rows]))
     elif fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([["" if v is None else v for v in row] for row in result.rows])
+        _print_csv(result.columns, result.rows, raw=raw_csv)
     else:
         table = Table(*result.columns)
         for row in result.rows:
             table.add_row(*map(_cell, row))
         Console().print(table)
         click.echo(f"{len(result.rows):,} row(s)")
+
+
+def _print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: bool) -> None:
+    """Rows as CSV on stdout; unless `raw`, cells neutralised for spreadsheets."""
+    from events.exporters import neutralise_row
+
+    def cells(row: Iterable[Any]) -> list[Any]:
+        return list(row) if raw else neutralise_row(row)
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(cells(columns))
+    writer.writerows(cells("" if v is None else v for v in row) for row in rows)
 
 
 # --- report ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ Parquet and CSV."""
 
 from __future__ import annotations
 
+from events.exporters.csv_cells import neutralise_cell, neutralise_row
 from events.exporters.ocel import write_ocel
 from events.exporters.tables import EVENT_COLUMNS, write_csv, write_parquet
 from events.exporters.xes import activity, case_of, write_xes
@@ -11,6 +12,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "activity",
     "case_of",
+    "neutralise_cell",
+    "neutralise_row",
     "write_csv",
     "write_ocel",
     "write_parquet",

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from events.codec import encode
+from events.exporters.csv_cells import neutralise_row
 from events.exporters.xes import activity
 from events.models import EventBase
 
@@ -60,17 +61,24 @@ def _row(event: EventBase, recorded_at: datetime) -> dict[str, Any]:
     }
 
 
-def write_csv(records: Iterable[tuple[EventBase, datetime]], sink: IO[bytes]) -> int:
-    """Write a header and one row per event (times ISO 8601); return the rows written."""
+def write_csv(
+    records: Iterable[tuple[EventBase, datetime]], sink: IO[bytes], *, raw: bool = False
+) -> int:
+    """Write a header and one row per event (times ISO 8601); return the rows written.
+
+    Cells a spreadsheet would run as formulas get a ' in front (`neutralise_cell`),
+    unless `raw`: then every cell is written as it is.
+    """
     text = io.TextIOWrapper(sink, encoding="utf-8", newline="")
-    writer = csv.DictWriter(text, fieldnames=EVENT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(EVENT_COLUMNS)
     rows = 0
     for event, recorded_at in records:
         row = _row(event, recorded_at)
         row["occurred_at"] = row["occurred_at"].isoformat()
         row["recorded_at"] = row["recorded_at"].isoformat()
-        writer.writerow(row)
+        cells = [row[column] for column in EVENT_COLUMNS]
+        writer.writerow(cells if raw else neutralise_row(cells))
         rows += 1
     text.flush()
     text.detach()

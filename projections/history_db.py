@@ -1197,8 +1197,9 @@ def read_only_query(connection: duckdb.DuckDBPyConnection, sql: str) -> QueryRes
         raise StatementRefused(f"give exactly one query, not {len(statements)} statements")
     kind = statements[0].type
     if kind not in QUERY_STATEMENTS:
+        name = "INSTALL and LOAD" if kind == duckdb.StatementType.LOAD else kind.name
         raise StatementRefused(
-            f"{kind.name} statements are refused: the archive is read-only here; "
+            f"{name} statements are refused: the archive is read-only here; "
             "ask with SELECT (or WITH, FROM, SHOW, DESCRIBE, EXPLAIN)"
         )
     try:

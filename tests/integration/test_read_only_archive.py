@@ -201,3 +201,8 @@ def test_audit_export_still_writes_its_parquet_files_and_manifest(
     payload = duckdb.sql(f"DESCRIBE SELECT payload FROM '{out / 'events.parquet'}'").fetchall()
     assert events == [(manifest["files"]["events.parquet"]["rows"],)]
     assert payload[0][1] == "JSON"
+
+
+def test_an_install_is_refused_under_its_own_name(reader: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(StatementRefused, match="INSTALL and LOAD statements are refused"):
+        read_only_query(reader, "INSTALL httpfs")

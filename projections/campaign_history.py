@@ -29,8 +29,11 @@ __all__ = ["CampaignHistory", "campaign_history"]
 class CampaignHistory:
     """Every deal's journey (its linked responses), all responses, and the deals' totals.
 
-    Built once from the log; each method answers one question over it. The
-    data-driven models are fitted once, over every closed journey, on first use.
+    `not_opened` counts the known events of each deal that has events but no
+    deal_opened yet (say a call a CRM sent before the deal): it has no journey,
+    and is listed so that it is never silently dropped. Built once from the log;
+    each method answers one question over it. The data-driven models are fitted
+    once, over every closed journey, on first use.
     """
 
     policy: Policy
@@ -40,6 +43,7 @@ class CampaignHistory:
     journeys: tuple[Journey, ...]
     responses: tuple[CampaignResponded, ...]
     totals_by_deal: Mapping[str, Totals]
+    not_opened: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     _fitted: dict[str, MarkovModel | ShapleyModel] = field(default_factory=dict, repr=False)
 
     @property
@@ -120,13 +124,22 @@ def campaign_history(
             by_deal[event.deal_id].append(event)
     deals: list[DealFacts] = []
     totals: dict[str, Totals] = {}
+    not_opened: dict[str, int] = {}
     for deal_id in sorted(by_deal):
         try:
             deals.append(deal_facts_from_events(by_deal[deal_id], policy))
             totals[deal_id] = deal_value_stream(by_deal[deal_id], policy).totals
         except DealNotOpened:
-            continue  # not opened as of then: no deal yet
+            # not opened as of then: no deal yet, but its events are counted, not dropped
+            not_opened[deal_id] = len({event.event_id for event in by_deal[deal_id]})
     journeys = link_responses(deals, responses, policy.attribution.lookback)
     return CampaignHistory(
-        policy, as_of, read, known, journeys, tuple(responses), MappingProxyType(totals)
+        policy,
+        as_of,
+        read,
+        known,
+        journeys,
+        tuple(responses),
+        MappingProxyType(totals),
+        MappingProxyType(not_opened),
     )

@@ -153,7 +153,9 @@ def deal_facts_from_events(
 ) -> DealFacts:
     """Fold one deal's DealOpened, StageChanged, DealWon and DealLost events into its facts.
 
-    Other events are ignored. `qualified_at` is the first time the deal was in
+    Other events are ignored, but count as the deal's: a deal with touches and
+    no deal_opened (a CRM that logged a call before the deal) raises
+    DealNotOpened. `qualified_at` is the first time the deal was in
     `opportunity_stage` or a later stage of the policy's order (the deal's open
     time if it opened there); it defaults to the policy's
     `attribution.opportunity_stage` (Discovery, the first stage after
@@ -169,12 +171,13 @@ def deal_facts_from_events(
         raise AttributionError(
             f"opportunity stage {boundary!r} is not one of the policy's stages {stages.order}"
         )
+    events = tuple(events)
     facts = canonical_events(
         event
         for event in events
         if isinstance(event, DealOpened | StageChanged | DealWon | DealLost)
     )
-    deal_ids = sorted({str(event.deal_id) for event in facts})
+    deal_ids = sorted({str(event.deal_id) for event in events if event.deal_id is not None})
     if len(deal_ids) != 1:
         raise NotOneDeal(f"expected the events of one deal, got deal ids {deal_ids}")
     opened = next((event for event in facts if isinstance(event, DealOpened)), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from streams.cli_history import (
 )
 from streams.errors import GembaError
 
-__all__ = ["campaigns", "load_costs", "register"]
+__all__ = ["campaigns", "load_costs", "not_opened_document", "register"]
 
 MODELS = (
     "first_touch", "last_touch", "linear", "u_shaped", "w_shaped", "full_path", "time_decay",
@@ -82,6 +83,25 @@ def _row_document(row: Any) -> dict[str, Any]:
         "waste_share": row.waste_share,
         "influenced_lead_time_s": totals.lead_time.total_seconds(),
     }
+
+
+def not_opened_document(not_opened: Mapping[str, int]) -> list[dict[str, Any]]:
+    """The deals with events but no deal_opened yet: their ids and known event counts."""
+    return [{"deal_id": deal_id, "events": count} for deal_id, count in sorted(not_opened.items())]
+
+
+def _echo_not_opened(not_opened: Mapping[str, int], shown: int = 20) -> None:
+    if not not_opened:
+        return
+    listed = ", ".join(
+        f"{deal_id} ({count:,} event{'s' if count != 1 else ''})"
+        for deal_id, count in sorted(not_opened.items())[:shown]
+    )
+    more = f", and {len(not_opened) - shown:,} more" if len(not_opened) > shown else ""
+    click.echo(
+        f"{len(not_opened):,} deal(s) not opened (events but no deal_opened), so on no journey: "
+        f"{listed}{more}. Send their deal_opened events to count them (--json lists all)."
+    )
 
 
 def _print_table(rows: Any, model: str, head: str) -> None:
@@ -187,7 +207,7 @@ def campaigns(
     when = "all history" if moment is None else f"as of {moment.isoformat()}"
     head = (
         f"Campaigns, {when}, policy {policy.version}: {len(history.journeys):,} deals, "
-        f"{len(history.responses):,} responses ({source})"
+        f"{len(history.responses):,} responses, {len(history.not_opened):,} not opened ({source})"
     )
     if compare:
         comparisons = history.compare(rank_shift)
@@ -196,6 +216,7 @@ def campaigns(
         else:
             click.echo(head)
             _print_comparison(comparisons)
+            _echo_not_opened(history.not_opened)
         return
     if flow:
         links = history.flow()
@@ -204,6 +225,7 @@ def campaigns(
         else:
             click.echo(head)
             _print_flow(links)
+            _echo_not_opened(history.not_opened)
         return
     rows = history.table(model, spend)
     if as_json:
@@ -214,6 +236,7 @@ def campaigns(
                     "as_of": moment,
                     "model": model,
                     "campaigns": [_row_document(row) for row in rows],
+                    "not_opened": not_opened_document(history.not_opened),
                 }
             )
         )
@@ -226,6 +249,7 @@ def campaigns(
     click.echo(
         f"Won revenue with no campaign on its journey (unattributed): {_money(unattributed)}"
     )
+    _echo_not_opened(history.not_opened)
 
 
 def _comparison_document(each: Any) -> dict[str, Any]:

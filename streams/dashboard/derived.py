@@ -60,7 +60,7 @@ def campaign_documents(settings: Settings, policy: Policy) -> tuple[Position, di
     The same figures as `gemba campaigns --json` (and `--flow --json`) over all history.
     """
     from projections.campaign_history import campaign_history
-    from streams.cli_campaigns import MODELS, _flow_document, _row_document
+    from streams.cli_campaigns import MODELS, _flow_document, _row_document, not_opened_document
 
     position, records = _log_and_position(settings)
     history = campaign_history(records, policy)
@@ -81,6 +81,7 @@ def campaign_documents(settings: Settings, policy: Policy) -> tuple[Position, di
         "stage_order": list(policy.stages.order),
         "deals_by_campaign": {campaign: sorted(deals) for campaign, deals in links.items()},
         "unattributed_revenue": str(unattributed),
+        "not_opened": not_opened_document(history.not_opened),
     }
 
 

@@ -324,6 +324,7 @@ async def campaigns(request: web.Request) -> web.Response:
             "responses": document["responses"],
             "policy_version": document["policy_version"],
             "unattributed_revenue": document["unattributed_revenue"],
+            "not_opened": document["not_opened"],
         }
     )
 

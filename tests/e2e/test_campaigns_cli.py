@@ -105,3 +105,22 @@ def test_a_missing_archive_says_what_to_do(tmp_path: Path) -> None:
 
     assert done.returncode != 0
     assert "archive" in (done.stderr + done.stdout).lower()
+
+
+def test_a_deal_with_touches_but_no_deal_opened_is_listed_as_not_opened(tmp_path: Path) -> None:
+    call = (
+        b'{"type": "call", "event_id": "early-call-1", "occurred_at": "2026-03-02T10:00:00Z",'
+        b' "account_id": "acct-early", "deal_id": "deal-early", "direction": "outbound",'
+        b' "outcome": "connected", "duration_seconds": 60}'
+    )
+    lines = [*history_lines(SimulationConfig(seed=4, deals=8, accounts=4)), call]
+    archive = archive_of(tmp_path / "gemba.duckdb", lines)
+
+    table = gemba(archive)
+    document = gemba(archive, "--json")
+
+    assert table.returncode == 0, table.stderr
+    assert "1 deal(s) not opened" in table.stdout
+    assert "deal-early (1 event)" in table.stdout
+    assert document.returncode == 0, document.stderr
+    assert orjson.loads(document.stdout)["not_opened"] == [{"deal_id": "deal-early", "events": 1}]

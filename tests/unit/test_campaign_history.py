@@ -16,6 +16,7 @@ from projections.attribution import AttributionModel
 from projections.campaign_history import campaign_history
 from projections.campaign_report import campaign_table
 from projections.campaigns import deal_facts_from_events, link_responses
+from projections.errors import DealNotOpened
 from projections.state import events_by_deal
 from streams.cli_campaigns import load_costs
 from streams.errors import GembaError
@@ -129,3 +130,52 @@ def test_a_bad_costs_file_names_the_line_and_the_reason(
 
     with pytest.raises(GembaError, match=rf"costs.csv:2: .*{reason}"):
         load_costs(path)
+
+
+# --- a deal with touches but no deal_opened (a CRM that logs a call before the deal) ----------
+
+EARLY_CALL = (
+    b'{"type": "call", "event_id": "early-call-1", "occurred_at": "2026-03-02T10:00:00Z",'
+    b' "account_id": "acct-early", "deal_id": "deal-early", "direction": "outbound",'
+    b' "outcome": "connected", "duration_seconds": 60}'
+)
+EARLY_EMAIL = (
+    b'{"type": "email", "event_id": "early-mail-1", "occurred_at": "2026-03-02T11:00:00Z",'
+    b' "account_id": "acct-early", "deal_id": "deal-early", "direction": "outbound"}'
+)
+
+
+def test_a_deal_with_touches_but_no_deal_opened_has_no_facts_yet() -> None:
+    with pytest.raises(DealNotOpened, match="deal-early"):
+        deal_facts_from_events([decode(EARLY_CALL), decode(EARLY_EMAIL)], default_policy())
+
+
+def test_a_deal_with_touches_but_no_deal_opened_is_counted_as_not_opened_not_dropped(
+    history: list[EventBase],
+) -> None:
+    early = [decode(EARLY_CALL), decode(EARLY_EMAIL), decode(EARLY_CALL)]
+    without = campaign_history(_recorded(history), default_policy())
+
+    built = campaign_history(_recorded([*history, *early]), default_policy())
+
+    assert dict(built.not_opened) == {"deal-early": 2}
+    assert built.journeys == without.journeys
+    assert built.table("linear") == without.table("linear")
+    assert without.not_opened == {}
+
+
+def test_the_dashboard_campaign_document_lists_the_deals_not_opened(
+    history: list[EventBase], tmp_path: Path
+) -> None:
+    from streams.dashboard.derived import campaign_documents
+    from streams.settings import Settings
+    from tests.archives import archive_of
+
+    lines = [*history_lines(CONFIG), EARLY_CALL, EARLY_EMAIL]
+    archive = archive_of(tmp_path / "gemba.duckdb", lines)
+    settings = Settings(duckdb_path=archive, state_dir=tmp_path)
+
+    _, document = campaign_documents(settings, default_policy())
+
+    assert document["not_opened"] == [{"deal_id": "deal-early", "events": 2}]
+    assert document["deals"] == len(campaign_history(_recorded(history), default_policy()).journeys)

@@ -111,6 +111,10 @@ export async function render(main, route, context) {
     h("p", { class: "note", text: `Won revenue with no campaign on its journey: ` +
       `${money(body.unattributed_revenue)}. The same table as \`gemba campaigns --model ` +
       `${body.model}\`; ROI needs costs (\`gemba campaigns --costs\`).` }),
+    ...(body.not_opened.length ? [h("p", { class: "note", text: `${int(body.not_opened.length)} ` +
+      `deal(s) with events but no deal_opened yet, so on no journey: ` +
+      body.not_opened.map((deal) => `${deal.deal_id} (${int(deal.events)} events)`).join(", ") })]
+      : []),
   );
   return null;
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EventError", "EventRejected", "FieldProblem", "PublishError"]
+__all__ = ["EventError", "EventRejected", "FieldProblem", "PublishError", "TomlUnreadable"]
 
 
 class EventError(Exception):
@@ -32,3 +32,14 @@ class EventRejected(EventError):
 
 class PublishError(EventError):
     """Events could not be written to Kafka; the message says what to check."""
+
+
+class TomlUnreadable(EventError):
+    """TOML text that cannot be read: bad syntax, or nested too deep; where (if known) and why."""
+
+    def __init__(self, reason: str, line: int | None = None, column: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        self.column = column
+        where = "" if line is None else f" (at line {line}, column {column})"
+        super().__init__(f"{reason}{where}")

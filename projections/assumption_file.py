@@ -40,13 +40,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from os import PathLike
 from typing import Any
 
+from events.toml_text import TomlUnreadable, parse_toml
 from projections.assumption_cohorts import Cohort, Problems, parse_cohort
 from projections.assumption_stats import METRICS
 from projections.assumption_text import Path, key_lines, line_of
@@ -280,8 +280,8 @@ def _version(document: Mapping[str, Any]) -> str:
 def parse_assumptions(text: str, source: str = "<assumptions>") -> Assumptions:
     """Read an assumptions file from TOML text; raise AssumptionsError naming line and reason."""
     try:
-        document: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        document: dict[str, Any] = parse_toml(text)
+    except TomlUnreadable as exc:
         raise AssumptionsError(source, [_syntax_problem(exc)]) from None
     problems: Problems = []
     for key in sorted(set(document) - {"title", "evaluation", "claims"}):
@@ -296,15 +296,9 @@ def parse_assumptions(text: str, source: str = "<assumptions>") -> Assumptions:
     return Assumptions(str(title), claims, evaluation, _version(document))
 
 
-_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-
-
-def _syntax_problem(error: tomllib.TOMLDecodeError) -> AssumptionsProblem:
-    message = str(error)
-    if found := _AT_LINE.search(message):
-        reason = f"TOML syntax: {message[: found.start()]} (column {found.group(2)})"
-        return AssumptionsProblem(reason, line=int(found.group(1)))
-    return AssumptionsProblem(f"TOML syntax: {message}")
+def _syntax_problem(error: TomlUnreadable) -> AssumptionsProblem:
+    column = "" if error.column is None else f" (column {error.column})"
+    return AssumptionsProblem(f"{error.reason}{column}", line=error.line)
 
 
 def load_assumptions(path: str | PathLike[str]) -> Assumptions:

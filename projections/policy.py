@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import cache, cached_property
@@ -24,6 +22,7 @@ from pydantic import (
 )
 
 from events.models import MeetingKind
+from events.toml_text import TomlUnreadable, parse_toml
 from projections.categories import TOUCH_WASTES, TouchClass, WasteCategory
 from projections.errors import PolicyError, PolicyProblem
 from projections.policy_text import key_lines, line_of
@@ -248,15 +247,8 @@ class Policy(_Frozen):
         return f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
-_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-
-
-def _syntax_problem(error: tomllib.TOMLDecodeError) -> PolicyProblem:
-    message = str(error)
-    if found := _AT_LINE.search(message):
-        reason = f"TOML syntax: {message[: found.start()]}"
-        return PolicyProblem(reason, line=int(found.group(1)), column=int(found.group(2)))
-    return PolicyProblem(f"TOML syntax: {message}")
+def _syntax_problem(error: TomlUnreadable) -> PolicyProblem:
+    return PolicyProblem(error.reason, line=error.line, column=error.column)
 
 
 def _validation_problems(error: ValidationError, text: str) -> list[PolicyProblem]:
@@ -279,8 +271,8 @@ def _validation_problems(error: ValidationError, text: str) -> list[PolicyProble
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Read a policy from TOML text; raise PolicyError naming the line, key and reason."""
     try:
-        document: Mapping[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        document: Mapping[str, Any] = parse_toml(text)
+    except TomlUnreadable as exc:
         raise PolicyError(source, [_syntax_problem(exc)]) from None
     try:
         return Policy.model_validate(document)

@@ -27,7 +27,6 @@ close the deal as won, `Closed Lost` / `closedlost` as lost.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, time, tzinfo
@@ -39,6 +38,7 @@ from events.importers.errors import MappingInvalid
 from events.importers.rows import TimeRules
 from events.importers.values import zone
 from events.models import CallOutcome, MeetingKind, MeetingOutcome, ResponseKind
+from events.toml_text import TomlUnreadable, parse_toml
 
 __all__ = ["CLOSED", "CrmMapping", "load_crm_mapping", "read_toml"]
 
@@ -136,11 +136,14 @@ class CrmMapping:
 def read_toml(path: Path) -> dict[str, Any]:
     """A mapping file's content, or MappingInvalid saying why it cannot be read."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingInvalid(f"cannot read the mapping {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise MappingInvalid(f"the mapping {path} is not UTF-8 text: {exc}") from None
+    try:
+        return parse_toml(text)
+    except TomlUnreadable as exc:
         raise MappingInvalid(f"the mapping {path} is not valid TOML: {exc}") from None
 
 

@@ -443,3 +443,12 @@ def test_the_example_file_finds_the_planted_pattern_and_refutes_the_false_belief
     assert early.other.value == pytest.approx(truth.late_discovery_win_rate * 100, abs=6)
     assert truth.rework_rep_id == "rep-02" and truth.chasing_rep_id == "rep-03"
     assert truth.negative_roi_campaign_id == "camp-01"
+
+
+def test_an_assumptions_file_nested_thousands_of_levels_deep_is_refused_as_too_deep() -> None:
+    text = '[[claims]]\nname = "c"\ncohort = ' + "[" * 5000 + "]" * 5000 + "\n"
+
+    with pytest.raises(AssumptionsError, match="nested too deep") as caught:
+        parse_assumptions(text, "deep.toml")
+
+    assert "assumptions file deep.toml refused" in str(caught.value)

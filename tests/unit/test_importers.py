@@ -402,6 +402,11 @@ def test_a_csv_mapping_that_names_a_missing_column_stops_the_import(tmp_path: Pa
         ("colums = {}\n", "unknown keys: colums"),
         ('[columns]\nsize = "x"\noccurred_at = "t"\n', "fields a events CSV does not have: size"),
         ("not = toml = at all", "not valid TOML"),
+        ("columns = " + "[" * 5000 + "]" * 5000, "m.toml is not valid TOML: TOML nested too deep"),
+        (
+            "[" + ".".join(["columns"] * 5000) + "]",
+            "m.toml is not valid TOML: TOML nested too deep",
+        ),
     ],
 )
 def test_a_bad_csv_mapping_is_refused_before_any_row(

@@ -193,3 +193,31 @@ def test_an_unknown_opportunity_stage_is_refused_with_its_key_and_line() -> None
     assert problem.key == "attribution.opportunity_stage"
     assert problem.line == line_number(text, 'opportunity_stage = "Demo"')
     assert "unknown stage 'Demo'" in problem.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 5000 + "]" * 5000,
+        "x = " + "{ a = " * 5000 + "1" + " }" * 5000,
+        "[" + ".".join(["a"] * 5000) + "]\nx = 1",
+    ],
+    ids=["arrays", "inline-tables", "table-header"],
+)
+def test_a_policy_nested_thousands_of_levels_deep_is_refused_as_too_deep(text: str) -> None:
+    with pytest.raises(PolicyError, match="nested too deep") as caught:
+        parse_policy(text, "deep.toml")
+
+    assert "policy deep.toml refused" in str(caught.value)
+
+
+def test_toml_nested_up_to_the_limit_is_read_and_one_level_more_is_refused() -> None:
+    from events.errors import TomlUnreadable
+    from events.toml_text import MAX_DEPTH, parse_toml
+
+    def nested(levels: int) -> str:  # the document is one level, `x` holds the rest
+        return "x = " + "[" * (levels - 1) + "]" * (levels - 1)
+
+    assert parse_toml(nested(MAX_DEPTH))["x"] is not None
+    with pytest.raises(TomlUnreadable, match="nested too deep"):
+        parse_toml(nested(MAX_DEPTH + 1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Literal, Self, TypeAlias
 
@@ -11,9 +11,11 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -40,6 +42,7 @@ __all__ = [
     "ResponseKind",
     "StageChanged",
     "TouchEvent",
+    "exact_to_the_cent",
 ]
 
 CURRENT_SCHEMA_VERSION = 1
@@ -69,7 +72,73 @@ def _within_reason(moment: datetime) -> datetime:
 
 EventTime = Annotated[AwareDatetime, AfterValidator(_within_reason)]
 """A timezone-aware time from 1900 to 2200 UTC: sales facts, with room for arithmetic."""
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2, allow_inf_nan=False)]
+CENT = Decimal("0.01")
+
+
+def _not_a_boolean(value: object) -> object:
+    """Refuse true and false where a number is due (Python counts them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not the boolean {str(value).lower()}")
+    return value
+
+
+def exact_to_the_cent(amount: Decimal) -> Decimal:
+    """Money is kept to the cent: an amount is refused if it needs a third decimal place,
+    and is stored with exactly two (`100.120` becomes `100.12`, `100` becomes `100.00`).
+
+    Zeros past the cent change nothing and are dropped, so no amount accepted
+    before this rule is refused when the log is read again. Currencies without
+    cents (JPY) write none; those with three minor digits (KWD, BHD) are kept
+    to two as well: Gemba weighs deals, it does not keep a ledger.
+    """
+    try:
+        cents = amount.quantize(CENT)
+    except InvalidOperation:  # more digits than Decimal keeps
+        raise ValueError(f"{amount} is too large an amount") from None
+    if cents != amount:
+        raise ValueError(
+            f"{amount} has more than two decimal places; money is kept to the cent: "
+            "round it at the source"
+        )
+    return cents
+
+
+def _money_input(value: object) -> object:
+    """Refuse a boolean, or an amount that is not exact to the cent, with the rule's reason."""
+    value = _not_a_boolean(value)
+    if isinstance(value, str | int | float | Decimal):
+        try:
+            written = Decimal(str(value).strip())
+        except InvalidOperation:
+            return value  # not a number: the decimal validator says so
+        if written.is_finite():
+            exact_to_the_cent(written)
+    return value
+
+
+MONEY_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,2}0*)?$"
+"""Money written as a string: digits, and at most two decimal places past which only zeros."""
+
+Count = Annotated[int, BeforeValidator(_not_a_boolean)]
+"""A whole number; true and false are not numbers."""
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money_input),
+    Field(ge=0, max_digits=18, decimal_places=2, allow_inf_nan=False),
+    AfterValidator(exact_to_the_cent),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "multipleOf": 0.01},
+                {"type": "string", "pattern": MONEY_PATTERN},
+            ],
+            "description": "Money, exact to the cent: zero or more, at most 16 digits before "
+            "the point and two decimal places (zeros past them are dropped); booleans are "
+            "refused. Stored with exactly two places.",
+        }
+    ),
+]
+"""An amount of money: zero or more, exact to the cent, kept with two places (exact_to_the_cent)."""
 
 
 class Direction(StrEnum):
@@ -160,7 +229,7 @@ class CallLogged(EventBase):
     type: Literal["call"] = "call"
     direction: Direction
     outcome: CallOutcome
-    duration_seconds: int = Field(
+    duration_seconds: Count = Field(
         ge=0, le=int(MAX_TOUCH_DURATION.total_seconds()), description="Talk or ringing time."
     )
 
@@ -211,7 +280,7 @@ class QuoteSent(_NeedsDeal):
 
     type: Literal["quote"] = "quote"
     quote_id: Id
-    version: int = Field(ge=1, le=1000)
+    version: Count = Field(ge=1, le=1000)
     amount: Money
     currency: Currency
     status: QuoteStatus = QuoteStatus.SENT

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from events.codec import problems_from
 from events.importers.errors import MappingInvalid
 from events.importers.outcome import Refused
-from events.models import EventBase
+from events.models import EventBase, exact_to_the_cent
 
 __all__ = [
     "BadValue",
@@ -83,7 +83,7 @@ def _date_only(text: str, parsed: datetime) -> bool:
 
 
 def parse_money(text: str) -> Decimal | None:
-    """An amount such as `1,054`, `$1054.50` or `1054`; empty is None; two decimals."""
+    """An amount such as `1,054`, `$1054.50` or `1054`; empty is None; refused past the cent."""
     value = text.strip().lstrip("$€£¥").replace(",", "").replace(" ", "")
     if not value:
         return None
@@ -93,7 +93,10 @@ def parse_money(text: str) -> Decimal | None:
         raise BadValue(f"{text!r} is not an amount") from None
     if not amount.is_finite() or amount < 0:
         raise BadValue(f"{text!r} is not an amount of zero or more")
-    return amount.quantize(Decimal("0.01"))
+    try:
+        return exact_to_the_cent(amount)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
 
 
 _TRUE = {"true", "1", "yes", "y", "t"}

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from events import (
     EVENT_TYPES,
     CallLogged,
+    DealWon,
     EventBase,
     EventCodec,
     EventRejected,
@@ -270,3 +274,89 @@ def test_the_json_schema_describes_every_event_type() -> None:
     schema = json_schema()
     mapping = schema["discriminator"]["mapping"]
     assert set(mapping) == set(EVENT_TYPES)
+
+
+# --- numbers are numbers; money is exact to the cent ------------------------------------------
+
+WON: dict[str, Any] = {
+    "type": "deal_won",
+    "event_id": "won-1",
+    "occurred_at": "2026-03-20T10:00:00Z",
+    "account_id": "a",
+    "deal_id": "d",
+    "amount": "24000.00",
+}
+OPENED: dict[str, Any] = {
+    "type": "deal_opened",
+    "event_id": "open-1",
+    "occurred_at": "2026-03-01T10:00:00Z",
+    "account_id": "a",
+    "deal_id": "d",
+    "owner_id": "rep-1",
+    "amount": "24000.00",
+}
+
+
+@pytest.mark.parametrize("boolean", [True, False])
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (CALL, "duration_seconds"),
+        (QUOTE, "version"),
+        (QUOTE, "amount"),
+        (OPENED, "amount"),
+        (WON, "amount"),
+    ],
+    ids=["call.duration_seconds", "quote.version", "quote.amount", "opened.amount", "won.amount"],
+)
+def test_a_boolean_is_not_a_number(event: dict[str, Any], field: str, boolean: bool) -> None:
+    [problem] = problems(orjson.dumps({**event, field: boolean}))
+
+    assert problem.field == field
+    assert "not the boolean" in problem.reason
+
+
+@pytest.mark.parametrize("event", [QUOTE, OPENED, WON], ids=["quote", "opened", "won"])
+@pytest.mark.parametrize("amount", ["100.125", "0.001", 100.125, "0.30000000000000004"])
+def test_money_that_needs_a_third_decimal_place_is_refused_with_the_reason(
+    event: dict[str, Any], amount: str | float
+) -> None:
+    [problem] = problems(orjson.dumps({**event, "amount": amount}))
+
+    assert problem.field == "amount"
+    assert "more than two decimal places" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [("100.120", "100.12"), ("100.000000", "100.00"), ("100", "100.00"), ("1e2", "100.00")],
+)
+def test_money_is_stored_with_exactly_two_decimal_places(written: str, stored: str) -> None:
+    for event in (QUOTE, OPENED, WON):
+        decoded = decode(orjson.dumps({**event, "amount": written}))
+
+        assert f'"amount":"{stored}"'.encode() in encode(decoded)
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**15, places=2, allow_nan=False),
+    st.integers(min_value=0, max_value=6),
+)
+def test_zeros_past_the_cent_change_nothing_but_the_form(cents: Decimal, zeros: int) -> None:
+    written = f"{cents:f}" + "0" * zeros
+    decoded = decode(orjson.dumps({**WON, "amount": written}))
+
+    assert isinstance(decoded, DealWon)
+    assert decoded.amount == cents
+    assert decoded.amount.as_tuple().exponent == -2
+
+
+def test_the_json_schema_says_money_is_exact_to_the_cent() -> None:
+    amount = json_schema()["$defs"]["DealWon"]["properties"]["amount"]
+    number, text = amount["anyOf"]
+
+    assert number == {"type": "number", "minimum": 0, "multipleOf": 0.01}
+    assert re.fullmatch(text["pattern"], "1234.50")
+    assert re.fullmatch(text["pattern"], "1234.500")
+    assert not re.fullmatch(text["pattern"], "1234.501")
+    assert "exact to the cent" in amount["description"]

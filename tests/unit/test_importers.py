@@ -613,3 +613,26 @@ def test_names_become_valid_ids_deterministically() -> None:
     assert ident("maven", "account", "Acme, Inc.") == "maven:account:acme-inc"
     long = ident("x", "a" * 300)
     assert len(long) == 128 and long == ident("x", "a" * 300)
+
+
+def test_an_amount_past_the_cent_is_refused_with_its_line_never_rounded(tmp_path: Path) -> None:
+    header = "Id,AccountId,OwnerId,Name,StageName,Amount,CreatedDate,CloseDate,IsClosed,IsWon"
+    opened = "Prospecting,{},2024-03-04T09:00:00.000Z,2024-06-30,false,false"
+    path = write(
+        tmp_path,
+        "Opportunity.csv",
+        table(
+            header,
+            "006B1,001X,005R,Exact," + opened.format("5000.500"),
+            "006B2,001X,005R,Sub-cent," + opened.format("5000.505"),
+            "006B3,001X,005R,Huge," + opened.format("1e30"),
+        ),
+    )
+
+    items = run("salesforce-opportunities", path)
+
+    assert by_id(items)["sf:006B1:opened"].amount == Decimal("5000.50")
+    reasons = {r.location: r.reason for r in refused(items)}
+    assert set(reasons) == {"line 3", "line 4"}
+    assert reasons["line 3"].startswith("Amount: 5000.505 has more than two decimal places")
+    assert reasons["line 4"] == "Amount: 1E+30 is too large an amount"

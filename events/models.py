@@ -206,7 +206,9 @@ class EventBase(BaseModel):
         description="Client-supplied idempotency key; the same id is the same fact."
     )
     occurred_at: EventTime = Field(description="When it happened (event time), with a UTC offset.")
-    schema_version: Literal[1] = Field(default=1, description="Version of this event's schema.")
+    schema_version: Annotated[Literal[1], BeforeValidator(_not_a_boolean)] = Field(
+        default=1, description="Version of this event's schema."
+    )
     account_id: Id = Field(description="The customer account.")
     deal_id: Id | None = Field(default=None, description="The deal (work item), when there is one.")
     contact_id: Id | None = Field(default=None, description="The person at the account.")

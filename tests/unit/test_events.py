@@ -360,3 +360,10 @@ def test_the_json_schema_says_money_is_exact_to_the_cent() -> None:
     assert re.fullmatch(text["pattern"], "1234.500")
     assert not re.fullmatch(text["pattern"], "1234.501")
     assert "exact to the cent" in amount["description"]
+
+
+def test_a_boolean_schema_version_is_refused_even_without_the_codec() -> None:
+    document = {**WON, "schema_version": True}
+
+    with pytest.raises(ValidationError, match="not the boolean true"):
+        DealWon.model_validate(document)

@@ -83,18 +83,18 @@ def _not_a_boolean(value: object) -> object:
 
 
 def exact_to_the_cent(amount: Decimal) -> Decimal:
-    """Money is kept to the cent: an amount is refused if it needs a third decimal place,
-    and is stored with exactly two (`100.120` becomes `100.12`, `100` becomes `100.00`).
+    """Money is kept to the cent: an amount that needs a third decimal place is refused,
+    and zeros written past the cent are dropped (`100.120` is stored as `100.12`).
 
-    Zeros past the cent change nothing and are dropped, so no amount accepted
-    before this rule is refused when the log is read again. Currencies without
-    cents (JPY) write none; those with three minor digits (KWD, BHD) are kept
-    to two as well: Gemba weighs deals, it does not keep a ledger.
+    An amount of two places or fewer is kept as written, so an event accepted
+    before this rule encodes to the same bytes and reads the same from the log.
+    Currencies without cents (JPY) write none; those with three minor digits
+    (KWD, BHD) are kept to two as well: Gemba weighs deals, it keeps no ledger.
     """
-    try:
-        cents = amount.quantize(CENT)
-    except InvalidOperation:  # more digits than Decimal keeps
-        raise ValueError(f"{amount} is too large an amount") from None
+    exponent = amount.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= -2:
+        return amount
+    cents = amount.quantize(CENT)  # cannot overflow: it has fewer places than `amount`
     if cents != amount:
         raise ValueError(
             f"{amount} has more than two decimal places; money is kept to the cent: "
@@ -134,11 +134,11 @@ Money = Annotated[
             ],
             "description": "Money, exact to the cent: zero or more, at most 16 digits before "
             "the point and two decimal places (zeros past them are dropped); booleans are "
-            "refused. Stored with exactly two places.",
+            "refused.",
         }
     ),
 ]
-"""An amount of money: zero or more, exact to the cent, kept with two places (exact_to_the_cent)."""
+"""An amount of money: zero or more, exact to the cent (see exact_to_the_cent)."""
 
 
 class Direction(StrEnum):

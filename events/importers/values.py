@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from events.codec import problems_from
 from events.importers.errors import MappingInvalid
 from events.importers.outcome import Refused
-from events.models import EventBase, exact_to_the_cent
+from events.models import CENT, EventBase, exact_to_the_cent
 
 __all__ = [
     "BadValue",
@@ -94,9 +94,11 @@ def parse_money(text: str) -> Decimal | None:
     if not amount.is_finite() or amount < 0:
         raise BadValue(f"{text!r} is not an amount of zero or more")
     try:
-        return exact_to_the_cent(amount)
+        return exact_to_the_cent(amount).quantize(CENT)
     except ValueError as exc:
         raise BadValue(str(exc)) from None
+    except ArithmeticError:  # more digits than Decimal keeps
+        raise BadValue(f"{text!r} is too large an amount") from None
 
 
 _TRUE = {"true", "1", "yes", "y", "t"}

@@ -329,9 +329,17 @@ def test_money_that_needs_a_third_decimal_place_is_refused_with_the_reason(
 
 @pytest.mark.parametrize(
     ("written", "stored"),
-    [("100.120", "100.12"), ("100.000000", "100.00"), ("100", "100.00"), ("1e2", "100.00")],
+    [
+        ("100.120", "100.12"),
+        ("100.000000", "100.00"),
+        ("24000.50", "24000.50"),
+        ("100", "100"),
+        (100.5, "100.5"),
+    ],
 )
-def test_money_is_stored_with_exactly_two_decimal_places(written: str, stored: str) -> None:
+def test_zeros_past_the_cent_are_dropped_and_other_amounts_kept_as_written(
+    written: str | float, stored: str
+) -> None:
     for event in (QUOTE, OPENED, WON):
         decoded = decode(orjson.dumps({**event, "amount": written}))
 

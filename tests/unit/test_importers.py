@@ -635,4 +635,4 @@ def test_an_amount_past_the_cent_is_refused_with_its_line_never_rounded(tmp_path
     reasons = {r.location: r.reason for r in refused(items)}
     assert set(reasons) == {"line 3", "line 4"}
     assert reasons["line 3"].startswith("Amount: 5000.505 has more than two decimal places")
-    assert reasons["line 4"] == "Amount: 1E+30 is too large an amount"
+    assert reasons["line 4"] == "Amount: '1e30' is too large an amount"

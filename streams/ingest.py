@@ -4,14 +4,21 @@ A request carries one event (a JSON object), several (a JSON array) or JSON line
 is all or nothing: every event is validated by the codec first, and only a request
 whose events are all valid is published; otherwise nothing of it is, and the answer
 lists each refused event's index, field and reason. Status codes: 401 without the
-token (or with a wrong one), 415 for another content type, 413 for a body over
-GEMBA_INGEST_MAX_BODY_BYTES or an event over the codec's 64 KiB, 422 for invalid
+token (or with a wrong one, or a malformed Authorization header), 400 for a request
+that is not well-formed HTTP (bad header bytes, a broken chunk), 408 for a body not
+received within GEMBA_INGEST_BODY_TIMEOUT_S, 415 for another content type, 413 for a
+body over GEMBA_INGEST_MAX_BODY_BYTES or an event over the codec's 64 KiB (both counted
+in the bytes received, for JSON as for JSON lines), 422 for invalid
 events (future-dated ones too: dated more than GEMBA_MAX_FUTURE_SKEW_S after the request
 came), 503 when Kafka did not acknowledge them, 202 when published.
 
+A connection whose headers have not all come GEMBA_INGEST_HEADER_TIMEOUT_S after it
+opened is closed: a client trickling bytes holds nothing for long.
+
 The logs say what happened to each request (status and counts), never the token nor
-anything of a body: aiohttp's access log is off, and kafka-python's debug lines (which
-quote each record) are held back in this process whatever the log level.
+anything of a body: aiohttp's access log is off, its parser errors (which quote the bytes
+refused) are logged by class only, and library debug lines (kafka-python's quote each
+record) never reach the log (streams.logs.LibraryRecordPolicy).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,10 +51,12 @@ __all__ = [
     "IngestNotConfigured",
     "ReadEvents",
     "Refusal",
+    "connection_limits",
     "ingest_app",
     "ingest_token",
     "keep_bodies_out_of_logs",
     "read_events",
+    "received_sizes",
     "run_ingest",
     "token_matches",
 ]
@@ -63,6 +73,8 @@ JSON_LINES = frozenset(
     }
 )
 RETRY_AFTER_S = 5
+LINGER_S = 1.0
+"""How long the rest of a refused request's body is read (and dropped) before closing."""
 _CODEC = EventCodec()
 TOKEN_ADVICE = (
     "set GEMBA_INGEST_TOKEN to a random secret of at least "
@@ -140,8 +152,9 @@ def read_events(
         read.refused.append(Refusal(0, "(body)", f"not valid JSON: {exc}"))
         return read
     items = document if isinstance(document, list) else [document]
-    for index, item in enumerate(items):
-        if len(orjson.dumps(item)) > codec.max_bytes:
+    sizes = received_sizes(body, document)
+    for index, (item, size) in enumerate(zip(items, sizes, strict=True)):
+        if size > codec.max_bytes:
             read.oversized.append(index)
             continue
         try:
@@ -151,12 +164,41 @@ def read_events(
     return read
 
 
+_JSON_SYNTAX = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+"""A JSON string (skipped whole, escapes and all), or a bracket or comma."""
+
+
+def received_sizes(body: bytes, document: object) -> list[int]:
+    """The bytes each event of a JSON body took as received (whitespace around it aside):
+    the whole body's for one object, each element's for an array (`document`, decoded)."""
+    if not isinstance(document, list):
+        return [len(body.strip())]
+    sizes: list[int] = []
+    depth, start = 0, 0
+    for token in _JSON_SYNTAX.finditer(body):
+        mark = token.group()
+        if mark in (b"[", b"{"):
+            depth += 1
+            start = token.end() if depth == 1 else start
+        elif depth == 1 and mark in (b",", b"]"):
+            sizes.append(len(body[start : token.start()].strip()))
+            start = token.end()
+        if mark in (b"]", b"}"):
+            depth -= 1
+    sizes = sizes if document else []
+    if len(sizes) != len(document):  # cannot happen for a body orjson read; never guess
+        raise ValueError("the array's elements and their spans do not match")
+    return sizes
+
+
 def token_matches(authorization: str | None, token: str) -> bool:
     """True when the Authorization header is `Bearer <token>` (compared in constant time)."""
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    # Header bytes that are not UTF-8 arrive as lone surrogates: no token, and no error.
+    sent = given.strip().encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(sent, token.encode("utf-8", "surrogatepass"))
 
 
 def _json(status: int, document: dict[str, Any], **headers: str) -> web.Response:
@@ -194,13 +236,17 @@ def ingest_app(
     topic: str,
     max_body_bytes: int,
     future: FutureLimit | None = None,
+    body_timeout_s: float = 30.0,
 ) -> web.Application:
     """The aiohttp application: POST /events and GET /health; with `future`, events dated
-    further than that after the request came are refused (422, occurred_at)."""
+    further than that after the request came are refused (422, occurred_at); a body not
+    received whole within `body_timeout_s` is refused (408)."""
     door = _Door(publisher)
     refusals = {
         415: f"send {JSON} (an event or an array of events) or JSON lines (application/x-ndjson)",
         413: f"the body is over the {max_body_bytes}-byte limit (GEMBA_INGEST_MAX_BODY_BYTES)",
+        408: f"the body did not come whole within {body_timeout_s:g} s "
+        "(GEMBA_INGEST_BODY_TIMEOUT_S); send it again",
     }
 
     async def post_events(request: web.Request) -> web.Response:
@@ -216,10 +262,16 @@ def ingest_app(
             log.warning("ingest_refused", status=413, body_bytes=request.content_length)
             return _json(413, {"error": refusals[413]})
         try:
-            body = await request.read()
+            async with asyncio.timeout(body_timeout_s):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             log.warning("ingest_refused", status=413, body_bytes=None)
             return _json(413, {"error": refusals[413]})
+        except TimeoutError:
+            log.warning("ingest_refused", status=408, timeout_s=body_timeout_s)
+            response = _json(408, {"error": refusals[408]})
+            response.force_close()
+            return response
         return await _take(body, json_lines=kind in JSON_LINES)
 
     async def _take(body: bytes, *, json_lines: bool) -> web.Response:
@@ -252,10 +304,38 @@ def ingest_app(
     async def health(request: web.Request) -> web.Response:
         return _json(200, {"status": "alive"})
 
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_failures_by_class])
     app.router.add_post("/events", post_events)
     app.router.add_get("/health", health)
     return app
+
+
+@web.middleware
+async def _failures_by_class(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A request that fails unexpectedly is answered 500 and logged by the error's class:
+    its message could quote the request (aiohttp would log it whole)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # the edge: whatever failed, nothing of the request is logged
+        log.error("ingest_failed", path=request.path, error=type(exc).__name__)
+        return _json(500, {"error": "the request could not be handled; see the door's log"})
+
+
+def connection_limits(settings: Settings) -> dict[str, Any]:
+    """The aiohttp server's arguments: no access log, and a connection whose headers have
+    not all come within GEMBA_INGEST_HEADER_TIMEOUT_S (of its opening, or of its previous
+    answer) is closed (aiohttp's keep-alive timer also covers a request being received).
+    After answering a request whose body was not read whole (401, 408, 413), what still comes
+    of it is read and dropped for LINGER_S at most, so the client sees the answer."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": settings.ingest_header_timeout_s,
+        "lingering_time": LINGER_S,
+    }
 
 
 def ingest_token(settings: Settings) -> str:
@@ -287,7 +367,7 @@ def run_ingest(settings: Settings, port: int | None = None) -> None:
     publisher = open_publisher(settings, topic)
     app = ingest_app(
         publisher, token, topic=topic, max_body_bytes=settings.ingest_max_body_bytes,
-        future=settings.future_limit,
+        future=settings.future_limit, body_timeout_s=settings.ingest_body_timeout_s,
     )  # fmt: skip
 
     async def close_publisher(_: web.Application) -> None:
@@ -300,7 +380,7 @@ def run_ingest(settings: Settings, port: int | None = None) -> None:
         max_body_bytes=settings.ingest_max_body_bytes,
     )  # fmt: skip
     try:
-        web.run_app(app, host=INGEST_HOST, port=port, access_log=None, print=None)
+        web.run_app(app, host=INGEST_HOST, port=port, print=None, **connection_limits(settings))
     except OSError as exc:
         raise GembaError(
             f"cannot listen on {INGEST_HOST}:{port} ({exc.strerror or exc}): stop what uses "

@@ -1,14 +1,25 @@
-"""structlog set up once: JSON when not on a terminal, readable on one."""
+"""structlog set up once: JSON when not on a terminal, readable on one.
+
+What reaches the logs: Gemba's own events (structlog, any level), which name counts,
+ids, topics, partitions and offsets, never an event's text or a secret; and, from the
+libraries (Faust, aiokafka, kafka-python, aiohttp, asyncio: stdlib logging), only their
+INFO and higher records, with every exception shown by its class and place, never its
+message, and no bytes. Library debug lines quote Kafka records (`faust.topics` "send:
+... v=", aiokafka "Sending (key= value=)") and parser errors quote the request bytes
+they choked on (a bearer token, a body): they never reach the log, at any
+GEMBA_LOG_LEVEL (see `LibraryRecordPolicy`).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from pathlib import Path
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["LibraryRecordPolicy", "configure_logging"]
 
 
 KAFKA_LOGGERS = ("kafka", "aiokafka")
@@ -34,6 +45,57 @@ class OncePer(logging.Filter):
             return False
         self._last[kind] = now
         return True
+
+
+class LibraryRecordPolicy(logging.Filter):
+    """What a library's log record may carry into Gemba's log: personal data and secrets never.
+
+    - Records under INFO are dropped: that is where libraries quote Kafka records and
+      request bytes.
+    - An exception is shown by its class (and its causes' classes) and where it was raised,
+      never by its message: aiohttp's parser errors quote the header or chunk they refused,
+      a codec error the value it could not read.
+    - Arguments that are bytes show as their length, exceptions as their class.
+    - asyncio's reports keep their first line only: the rest are reprs of a task, its
+      coroutine's arguments and its exception.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            return False
+        if isinstance(record.args, tuple):
+            record.args = tuple(_harmless(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _harmless(arg) for key, arg in record.args.items()}
+        if record.name == "asyncio" or record.name.startswith("asyncio."):
+            record.msg, record.args = record.getMessage().split("\n", 1)[0][:200], ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{record.getMessage()} [{_where(record.exc_info[1])}]", ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def _harmless(arg: object) -> object:
+    """An argument of a library's log call, with nothing of a payload in it."""
+    if isinstance(arg, bytes | bytearray | memoryview):
+        return f"<{len(arg)} bytes>"
+    if isinstance(arg, BaseException):
+        return _where(arg)
+    return arg
+
+
+def _where(exc: BaseException) -> str:
+    """An exception by its class, its causes' classes, and the place it was raised."""
+    names: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(names) < 5:
+        names.append(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    place = f" at {Path(frame.tb_frame.f_code.co_filename).name}:{frame.tb_lineno}" if frame else ""
+    return " from ".join(names) + place
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
@@ -74,6 +136,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     for noisy in KAFKA_LOGGERS:
         logging.getLogger(noisy).setLevel(max(min(quiet, logging.WARNING), logging.INFO))
     handler.addFilter(OncePer(KAFKA_REPEAT_S, KAFKA_LOGGERS))
+    handler.addFilter(LibraryRecordPolicy())  # after OncePer, which counts kinds by template
     # Faust's producer backpressure ("producer buffer full") and mode's "timer is
     # overlapping" are normal while the worker catches up; nothing to act on.
     for expected in ("faust.transport.producer", "mode.timers"):

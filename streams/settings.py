@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(
         default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest request body."
     )
+    ingest_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request line and headers have not all come this many "
+        "seconds after it opened (or after its previous answer) is closed: a trickling client "
+        "holds no slot for long.",
+    )
+    ingest_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A body not received whole this many seconds after its headers: 408.",
+    )
 
     max_future_skew_s: float = Field(
         default=DEFAULT_FUTURE_SKEW.total_seconds(),

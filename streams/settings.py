@@ -93,8 +93,10 @@ class Settings(BaseSettings):
         "no events arrive; 'event' uses event time only (replays give the same alerts).",
     )
     alert_tick_s: float = Field(default=0.2, gt=0, description="Live alert clock's tick.")
-    alert_webhook_url: str | None = Field(
-        default=None, description="POST each alert here (Slack-compatible); unset: no delivery."
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="POST each alert here (Slack-compatible); unset: no delivery. A secret: "
+        "whoever holds a Slack webhook URL can post to the channel, so it is never shown.",
     )
     alert_webhook_timeout_s: float = Field(default=10.0, gt=0)
     alert_webhook_retry_s: float = Field(default=0.5, gt=0, description="First retry delay.")

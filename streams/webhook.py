@@ -12,7 +12,7 @@ import aiohttp
 import faust
 import structlog
 from faust.types import EventT, TableT, TopicT
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from projections.alerts import AlertKind, StallAlert
 from streams.settings import Settings
@@ -86,10 +86,12 @@ class WebhookSender:
 
     Nothing is dropped: every failure is logged with the alert id and retried, the
     delay doubling from `retry_s` up to `retry_max_s`. The alert id travels in the
-    X-Gemba-Alert-Id header, so a receiver can recognise a repeat after a crash.
+    X-Gemba-Alert-Id header, so a receiver can recognise a repeat after a crash. The URL
+    is a secret (a Slack webhook URL lets its holder post): it shows in no repr and no
+    log line, and a redirect is not followed (it counts as a failure, HTTP 3xx).
     """
 
-    url: str
+    url: SecretStr
     timeout_s: float = 10.0
     retry_s: float = 0.5
     retry_max_s: float = 60.0
@@ -119,17 +121,26 @@ class WebhookSender:
     async def _attempt(
         self, session: aiohttp.ClientSession, alert_id: str, message: dict[str, Any]
     ) -> str | None:
+        url = self.url.get_secret_value()
         try:
             async with session.post(
-                self.url,
+                url,
                 json=message,
                 headers={ALERT_ID_HEADER: alert_id},
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                allow_redirects=False,
             ) as response:
                 await response.read()
                 return None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"{exc.__class__.__name__}: {exc}"
+            return _failure(exc, url)
+
+
+def _failure(exc: BaseException, url: str) -> str:
+    """Why an attempt failed, for the log: the error's class and message, the URL masked."""
+    if isinstance(exc, aiohttp.ClientResponseError):  # its message quotes the URL
+        return f"{exc.__class__.__name__}: HTTP {exc.status}"
+    return f"{exc.__class__.__name__}: {exc}".replace(url, "<GEMBA_ALERT_WEBHOOK_URL>")
 
 
 async def _deliver_one(
@@ -163,7 +174,7 @@ def attach_webhook_sender(app: faust.App, settings: Settings, alerts: TopicT) ->
     deal. Delivered alert ids live in a changelog-backed table: an alert read again
     (a restart before the offset was committed, or a repeat on the topic) is skipped.
     """
-    if not settings.alert_webhook_url:
+    if settings.alert_webhook_url is None or not settings.alert_webhook_url.get_secret_value():
         return
     sender = WebhookSender(
         settings.alert_webhook_url,

@@ -9,12 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
 from projections.alerts import AlertKind, check_stalls
 from projections.alerts import StallThresholds as Thresholds
 from projections.policy import default_policy
 from projections.value_stream import deal_value_stream
+from streams.settings import Settings
 from streams.webhook import WebhookSender, slack_message
 from tests.unit.deal_builders import DealScript, march
 
@@ -85,7 +88,7 @@ def test_a_refused_delivery_is_retried_with_doubling_delays_until_it_is_taken() 
         delays.append(seconds)
 
     async def run(url: str, seen: list[dict[str, Any]]) -> None:
-        sender = WebhookSender(url, retry_s=0.5, retry_max_s=1.5, sleep=pause)
+        sender = WebhookSender(SecretStr(url), retry_s=0.5, retry_max_s=1.5, sleep=pause)
         async with aiohttp.ClientSession() as session:
             attempts.append(await sender.deliver(session, "a-1", {"text": "hi"}))
 
@@ -107,10 +110,66 @@ def test_an_unreachable_receiver_is_retried_not_dropped() -> None:
             raise asyncio.CancelledError  # the worker stopping: the only way out
 
     async def run() -> None:
-        sender = WebhookSender(f"http://127.0.0.1:{port}/hook", timeout_s=1, sleep=pause)
+        url = SecretStr(f"http://127.0.0.1:{port}/hook")
+        sender = WebhookSender(url, timeout_s=1, sleep=pause)
         async with aiohttp.ClientSession() as session:
             await sender.deliver(session, "a-2", {"text": "hi"})
 
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run())
     assert delays == [0.5, 1.0, 2.0]
+
+
+SLACK_URL = "https://hooks.slack.com/services/T0SECRET1/B0SECRET2/x0SECRET3token"
+
+
+def test_the_webhook_url_is_a_secret_shown_by_no_repr_str_or_dump_of_the_settings() -> None:
+    settings = Settings(alert_webhook_url=SLACK_URL)
+    sender = WebhookSender(settings.alert_webhook_url or SecretStr(""))
+
+    shown = [
+        repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump()),
+        repr(settings.model_dump()), repr(sender), str(sender),
+    ]  # fmt: skip
+
+    assert settings.alert_webhook_url is not None
+    assert settings.alert_webhook_url.get_secret_value() == SLACK_URL
+    for text in shown:
+        assert "SECRET" not in text
+        assert "hooks.slack.com" not in text
+
+
+def test_a_failed_delivery_is_logged_without_the_webhook_url() -> None:
+    """A receiver that redirects (to itself, for ever) was followed until aiohttp gave up,
+    and the error logged quoted the URL, path and all."""
+    secret_path = "/hook/T0SECRET1/B0SECRET2"
+
+    async def run() -> list[dict[str, Any]]:
+        async def moved(request: web.Request) -> web.Response:
+            raise web.HTTPFound(secret_path)
+
+        app = web.Application()
+        app.router.add_post(secret_path, moved)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = _port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+        async def stop(seconds: float) -> None:
+            raise asyncio.CancelledError  # the worker stopping after the first failure
+
+        sender = WebhookSender(SecretStr(f"http://127.0.0.1:{port}{secret_path}"), sleep=stop)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with aiohttp.ClientSession() as session:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sender.deliver(session, "a-3", {"text": "hi"})
+        finally:
+            await runner.cleanup()
+        return logs
+
+    logs = asyncio.run(run())
+
+    assert [entry["event"] for entry in logs] == ["alert_delivery_failed"]
+    assert logs[0]["reason"] == "HTTP 302"
+    assert "SECRET" not in repr(logs)

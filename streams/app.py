@@ -25,6 +25,7 @@ from streams.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
 from streams.campaigns import attach_campaign_pipeline
 from streams.counts import PipelineCounts
 from streams.deal_store import DealEventStore
+from streams.host_check import host_guard
 from streams.kafka_clients import faust_broker_credentials
 from streams.metrics import attach_metrics
 from streams.missed import MissedRecordReader
@@ -392,8 +393,18 @@ def _web_host(settings: Settings) -> str:
     return f"[{bind}]" if ":" in bind else bind  # an IPv6 address, as a URL writes it
 
 
+def _own_host_names(app: faust.App, settings: Settings) -> set[str]:
+    """The names this worker's web server answers to (streams.host_check): GEMBA_ALLOWED_HOSTS,
+    the name the other workers forward deal pages by, and its canonical URL's host (e.g.
+    NODE_CANONICAL_URL, the pod's IP, that probes and Prometheus ask)."""
+    canonical = app.conf.canonical_url.host
+    return set(settings.allowed_host_names) | {_web_host(settings)} | {canonical or ""}
+
+
 def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> faust.App:
     """Build the Faust app from settings; nothing connects until the worker starts."""
+    # Read at the first request, once `app` (below) knows its canonical URL.
+    guard = host_guard(lambda: _own_host_names(app, settings), "this worker")
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -408,6 +419,7 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         web_bind=settings.worker_web_host,
         web_host=_web_host(settings),
         web_port=settings.worker_web_port,
+        web_application_options={"middlewares": [guard]},
         # Every write is idempotent and acks follow the fold, so a stop need not wait
         # for unacked messages (they are replayed); waiting stalled shutdown ~30 s.
         stream_wait_empty=False,

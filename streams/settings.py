@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         "loopback only by default; 0.0.0.0 (or ::) for every interface, e.g. in a container.",
     )
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    allowed_hosts: str = Field(
+        default="",
+        description="Host names (comma-separated) the worker's web server and the dashboard "
+        "answer to besides the loopback ones and their own: the name a proxy, a probe or "
+        "Prometheus uses (streams/host_check.py).",
+    )
     dashboard_port: int = Field(default=6070, ge=1, le=65535, description="`gemba serve`.")
     worker_store: str = Field(default="memory://", description="Faust table store.")
     policy_file: Path | None = Field(default=None, description="Policy TOML; default shipped.")
@@ -204,6 +210,11 @@ class Settings(BaseSettings):
         if math.isinf(self.max_future_skew_s) or self.max_future_skew_s > FOREVER_S:
             return None
         return FutureLimit(timedelta(seconds=self.max_future_skew_s))
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """GEMBA_ALLOWED_HOSTS as a set of names."""
+        return frozenset(n.strip() for n in self.allowed_hosts.split(",") if n.strip())
 
     @property
     def worker_web_url(self) -> str:

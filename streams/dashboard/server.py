@@ -10,7 +10,6 @@ from functools import partial
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from projections.dashboard_queries import DashboardQueryError, archive_position
 from streams.dashboard.archive import ArchiveReader
@@ -32,6 +31,7 @@ from streams.dashboard.handlers import (
 )
 from streams.dashboard.live import AlertFeed
 from streams.errors import GembaError
+from streams.host_check import host_guard
 from streams.settings import Settings
 
 __all__ = ["HOST", "create_dashboard", "run_dashboard"]
@@ -46,19 +46,6 @@ CONTENT_SECURITY = (
 """Everything the page loads comes from this server: no CDN, nothing from another host."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _host_guard(port: int) -> Middleware:
-    """Refuse requests addressed to another host name (a web page rebinding DNS to loopback)."""
-    allowed = {HOST, "localhost", f"{HOST}:{port}", f"localhost:{port}"}
-
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.host not in allowed:
-            return reply({"error": f"this dashboard answers on {HOST}:{port} only"}, 421)
-        return await handler(request)
-
-    return guard
 
 
 @web.middleware
@@ -140,7 +127,8 @@ def _derived_views(settings: Settings, options: DashboardOptions) -> DerivedView
 
 def create_dashboard(settings: Settings, options: DashboardOptions) -> web.Application:
     """The dashboard app: the archive read per request, the alerts topic followed beside it."""
-    app = web.Application(middlewares=[_host_guard(options.port), _errors])
+    guard = host_guard(lambda: settings.allowed_host_names, "the dashboard")
+    app = web.Application(middlewares=[guard, _errors])
     app[OPTIONS] = options
     app[READER] = ArchiveReader(settings)
     app[FEED] = AlertFeed(settings)

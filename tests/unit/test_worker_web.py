@@ -1,13 +1,19 @@
-"""Where the worker's web server (health, ready, metrics, pages) listens, and how it is reached."""
+"""Where the worker's web server (health, ready, metrics, pages) listens, how it is reached,
+and which host names it answers to."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from streams.app import create_app
+from streams.dashboard import server as dashboard_server
+from streams.host_check import host_allowed, host_guard, host_name
 from streams.settings import Settings
 
 
@@ -51,3 +57,53 @@ def test_a_worker_bound_to_one_address_is_reached_at_that_address(tmp_path: Path
 def test_an_empty_worker_web_host_is_refused() -> None:
     with pytest.raises(ValueError, match="worker_web_host"):
         Settings(worker_web_host="")
+
+
+def _status_by_host(app: Any, *hosts: str) -> list[int]:
+    """GET /health of the worker's web app (not started) with each Host header in turn."""
+
+    async def ask() -> list[int]:
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            answers = [await client.get("/health", headers={"Host": h}) for h in hosts]
+            return [answer.status for answer in answers]
+
+    return asyncio.run(ask())
+
+
+def test_the_worker_web_server_answers_only_requests_addressed_to_a_loopback_name(
+    tmp_path: Path,
+) -> None:
+    app = create_app(Settings(state_dir=tmp_path))
+
+    statuses = _status_by_host(
+        app, "127.0.0.1:6066", "localhost:6066", "LOCALHOST", "[::1]:6066",
+        "rebinding.example:6066", "127.0.0.1.rebinding.example", "",
+    )  # fmt: skip
+
+    assert statuses == [200, 200, 200, 200, 421, 421, 421]
+
+
+def test_the_worker_answers_to_gemba_allowed_hosts_and_its_canonical_urls_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NODE_CANONICAL_URL", "http://10.1.2.3:6066")  # a pod's IP, for probes
+    monkeypatch.setenv("GEMBA_ALLOWED_HOSTS", "gemba-worker.internal, metrics.example")
+    monkeypatch.setenv("GEMBA_WORKER_WEB_HOST", "0.0.0.0")
+    app = create_app(Settings(state_dir=tmp_path))
+
+    statuses = _status_by_host(
+        app, "10.1.2.3:6066", "gemba-worker.internal", "metrics.example:6066",
+        f"{socket.gethostname()}:6066", "10.1.2.4:6066", "rebinding.example",
+    )  # fmt: skip
+
+    assert statuses == [200, 200, 200, 200, 421, 421]
+
+
+def test_the_dashboard_and_the_worker_share_one_host_rule() -> None:
+    assert host_name("[::1]:6070") == "::1"
+    assert host_name("LocalHost.:6070") == "localhost"
+    assert host_allowed("localhost:1", [])
+    assert host_allowed("Dash.Example:443", ["dash.example"])
+    assert not host_allowed(None, ["dash.example"])
+    assert not host_allowed(":6070", [""])
+    assert dashboard_server.host_guard is host_guard

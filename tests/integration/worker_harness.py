@@ -102,6 +102,8 @@ class WorkerSetup:
     """False: the worker runs without the DuckDB history sink (GEMBA_HISTORY_SINK=false)."""
     duckdb_path: Path | None = None
     """The history archive (GEMBA_DUCKDB_PATH); None: the worker's default, in `state_dir`."""
+    log_level: str = "info"
+    """GEMBA_LOG_LEVEL of the worker."""
 
     @classmethod
     def fresh(cls, settings: Settings, state_dir: Path, *, fast_rejoin: bool = True) -> WorkerSetup:
@@ -173,6 +175,7 @@ class WorkerSetup:
                 "GEMBA_ALERTS_TOPIC": self.alerts_topic,
                 "GEMBA_TOPIC_PARTITIONS": str(self.partitions),
                 "GEMBA_LOG_FORMAT": "json",
+                "GEMBA_LOG_LEVEL": self.log_level,
                 "GEMBA_HISTORY_SINK": "true" if self.history_sink else "false",
             }
         )

@@ -32,7 +32,7 @@ HEADER_TIMEOUT_S = 0.6
 BODY_TIMEOUT_S = 0.6
 LIMIT = 64 * 1024
 LIBRARY_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.client", "asyncio")
-BODY = orjson.dumps(event(1, direction=MARKER))
+BODY = orjson.dumps(event(1))  # a valid email; its subject is MARKER
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def test_a_client_trickling_its_headers_is_cut_off_after_the_header_timeout(
     [(status, lasted)] = run((trickled, {"pause_s": 0.1}))
 
     assert status == 0  # closed, not answered
-    assert HEADER_TIMEOUT_S <= lasted < HEADER_TIMEOUT_S + 1.0
+    assert HEADER_TIMEOUT_S - 0.1 <= lasted < HEADER_TIMEOUT_S + 1.0  # its timer starts first
     assert_nothing_secret(logged())
 
 
@@ -204,7 +204,7 @@ def test_a_client_trickling_its_body_is_answered_408_after_the_body_timeout(
     [(status, lasted)] = run(([head(AUTH), *pieces], {"pause_s": 0.1}))
 
     assert status == 408
-    assert BODY_TIMEOUT_S <= lasted < BODY_TIMEOUT_S + LINGER_S + 1.0
+    assert BODY_TIMEOUT_S - 0.1 <= lasted < BODY_TIMEOUT_S + LINGER_S + 1.0
     assert_nothing_secret(logged())
 
 

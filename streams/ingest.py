@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,7 +53,6 @@ __all__ = [
     "connection_limits",
     "ingest_app",
     "ingest_token",
-    "keep_bodies_out_of_logs",
     "read_events",
     "received_sizes",
     "run_ingest",
@@ -349,18 +347,9 @@ def ingest_token(settings: Settings) -> str:
     return token
 
 
-def keep_bodies_out_of_logs() -> None:
-    """kafka-python logs each record (and each request holding records) at debug level:
-    not in this process, whatever GEMBA_LOG_LEVEL says."""
-    client_log = logging.getLogger("kafka")
-    if client_log.getEffectiveLevel() < logging.INFO:
-        client_log.setLevel(logging.INFO)
-
-
 def run_ingest(settings: Settings, port: int | None = None) -> None:
     """Serve POST /events on 127.0.0.1 until stopped (SIGTERM or Ctrl-C)."""
     token = ingest_token(settings)
-    keep_bodies_out_of_logs()
     port = port or settings.ingest_port
     topic = settings.touches_topic
     ensure_topic_for(settings, topic)

@@ -4,7 +4,7 @@ A request carries one event (a JSON object), several (a JSON array) or JSON line
 is all or nothing: every event is validated by the codec first, and only a request
 whose events are all valid is published; otherwise nothing of it is, and the answer
 lists each refused event's index, field and reason. Status codes: 401 without the
-token (or with a wrong one, or a malformed Authorization header), 400 for a request
+token (or with a wrong one, a malformed one, or two Authorization headers), 400 for a request
 that is not well-formed HTTP (bad header bytes, a broken chunk), 408 for a body not
 received within GEMBA_INGEST_BODY_TIMEOUT_S, 415 for another content type, 413 for a
 body over GEMBA_INGEST_MAX_BODY_BYTES or an event over the codec's 64 KiB (both counted
@@ -248,7 +248,8 @@ def ingest_app(
     }
 
     async def post_events(request: web.Request) -> web.Response:
-        if not token_matches(request.headers.get("Authorization"), token):
+        given = request.headers.getall("Authorization", [])
+        if len(given) != 1 or not token_matches(given[0], token):  # one header, the token
             log.warning("ingest_unauthorised", has_header="Authorization" in request.headers)
             return _json(401, {"error": "a valid bearer token is required"},
                          **{"WWW-Authenticate": 'Bearer realm="gemba"'})  # fmt: skip

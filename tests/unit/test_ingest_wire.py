@@ -138,6 +138,8 @@ AUTH = b"Authorization: Bearer " + TOKEN.encode()
         pytest.param(AUTH + b"\nX-Smuggled: 1", 400, id="lone-lf"),
         pytest.param(AUTH + b"\r\n X-Folded: 1", 400, id="obsolete-line-folding"),
         pytest.param(b"Authorization : Bearer " + TOKEN.encode(), 400, id="space-before-colon"),
+        pytest.param(AUTH + b"\r\n" + AUTH, 401, id="the-header-twice"),
+        pytest.param(AUTH + b"\r\nAuthorization: Bearer x", 401, id="a-second-header"),
     ],
 )
 def test_a_malformed_authorization_header_is_refused_4xx_and_never_logged(

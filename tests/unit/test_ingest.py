@@ -14,6 +14,8 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from kafka.errors import KafkaTimeoutError
 
 from events import EventBase, PublishError
@@ -24,6 +26,7 @@ from streams.ingest import (
     ingest_app,
     ingest_token,
     read_events,
+    received_sizes,
     token_matches,
 )
 from streams.logs import configure_logging
@@ -330,3 +333,23 @@ def test_the_ingest_command_stops_before_listening_when_no_token_is_set() -> Non
 
     assert isinstance(result.exception, IngestNotConfigured)
     assert "GEMBA_INGEST_TOKEN" in str(result.exception)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(alphabet=st.characters(codec="utf-8")),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(items=st.lists(JSON_VALUES, max_size=6), gap=st.sampled_from([b"", b" ", b"\n\t "]))
+def test_each_element_of_a_json_array_is_measured_in_the_bytes_it_came_in(
+    items: list[Any], gap: bytes
+) -> None:
+    sent = [orjson.dumps(item, option=orjson.OPT_INDENT_2) for item in items]
+    body = b"[" + gap + (gap + b"," + gap).join(sent) + gap + b"]"
+
+    assert received_sizes(body, orjson.loads(body)) == [len(part) for part in sent]

@@ -20,8 +20,9 @@ def ingest(ctx: click.Context, port: int | None) -> None:
 
     The body is one event (JSON object), an array of events, or JSON lines
     (Content-Type application/x-ndjson). A request is published whole or not at all:
-    202 when published, 401 without the token, 413 over the size limits, 415 for
-    another content type, 422 with each refused event's index, field and reason.
+    202 when published, 400 for malformed HTTP, 401 without the token, 408 for a body
+    slower than GEMBA_INGEST_BODY_TIMEOUT_S, 413 over the size limits, 415 for another
+    content type, 422 with each refused event's index, field and reason.
     GET /health answers while it runs. It listens on 127.0.0.1 only: put a TLS proxy
     in front of it for a CRM outside this machine.
     """

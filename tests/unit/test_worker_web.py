@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
+from projections.policy import default_policy
 from streams.app import create_app
-from streams.dashboard import server as dashboard_server
-from streams.host_check import host_allowed, host_guard, host_name
+from streams.dashboard.handlers import DashboardOptions
+from streams.dashboard.server import create_dashboard
+from streams.host_check import host_allowed, host_name
 from streams.settings import Settings
 
 
@@ -99,11 +102,29 @@ def test_the_worker_answers_to_gemba_allowed_hosts_and_its_canonical_urls_host(
     assert statuses == [200, 200, 200, 200, 421, 421]
 
 
-def test_the_dashboard_and_the_worker_share_one_host_rule() -> None:
+def test_the_dashboard_answers_by_the_same_rule(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, allowed_hosts="dash.example")
+    options = DashboardOptions(port=6070, policy=default_policy(), assumptions_file=None)
+    guard = create_dashboard(settings, options).middlewares[0]
+
+    async def status(host: str) -> int:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(status=200)
+
+        request = make_mocked_request("GET", "/", headers={"Host": host})
+        return (await guard(request, page)).status
+
+    async def statuses() -> list[int]:
+        hosts = ("127.0.0.1:6070", "[::1]:6070", "Dash.Example", "rebinding.example:6070")
+        return [await status(host) for host in hosts]
+
+    assert asyncio.run(statuses()) == [200, 200, 200, 421]
+
+
+def test_a_host_header_is_compared_by_its_name_alone() -> None:
     assert host_name("[::1]:6070") == "::1"
     assert host_name("LocalHost.:6070") == "localhost"
     assert host_allowed("localhost:1", [])
     assert host_allowed("Dash.Example:443", ["dash.example"])
     assert not host_allowed(None, ["dash.example"])
     assert not host_allowed(":6070", [""])
-    assert dashboard_server.host_guard is host_guard

@@ -17,9 +17,10 @@ records' Kafka timestamps:
   worker's main output is (the pipeline folds every 0.5 s or 2,000 messages, and
   Faust publishes what a message produced when its offset is committed).
 
-The live alert clock runs the watermark on with the wall clock from the latest event
-time the worker has folded, so the alert delay is the fold lag plus the clock's tick;
-it does not wait for a commit (alerts are sent at once, before the state recording
+The live alert clock is the wall clock (`projections.alerts.live_watermark`), so a
+crossing is alerted within a tick of the clock once the worker has folded the event
+that set it: the alert delay is the clock's tick, plus whatever of the fold lag
+exceeds the threshold; it does not wait for a commit (alerts are sent at once, before the state recording
 them). If the worker cannot keep up with the stream, both delays grow with its lag.
 Prints p50/p99/max of both, crossings alerted, missing and duplicated.
 """

@@ -36,6 +36,7 @@ __all__ = [
     "check_stalls",
     "deal_stall_episodes",
     "episode_id",
+    "live_watermark",
     "stall_alert_quality",
     "won_stage_times",
 ]
@@ -257,6 +258,28 @@ class StallCheck:
     due_at: datetime | None
     stalled: bool
     outcome: ClosedDeal | None
+
+
+def live_watermark(
+    wall_clock: datetime, latest_event: datetime | None, future_skew: timedelta | None
+) -> datetime:
+    """The moment a deal's silence is measured to in live operation.
+
+    The wall clock, however old the latest event time the deal's partition carries
+    (a deal silent since June is silent in December, whatever its partition saw
+    since, and after any restart). An event may be dated up to `future_skew` ahead
+    of the wall clock (later ones are refused as future-dated), and the clock never
+    runs behind the latest event: then it is that event's time, but never more than
+    `future_skew` past the wall clock. So it is
+    `max(wall_clock, min(latest_event, wall_clock + future_skew))`; with
+    `future_skew` None (no limit), `max(wall_clock, latest_event)`. Replays measure
+    to event time instead: the latest event time, never the wall clock.
+    """
+    if latest_event is None or latest_event <= wall_clock:
+        return wall_clock
+    if future_skew is None:
+        return latest_event
+    return min(latest_event, wall_clock + future_skew)
 
 
 def episode_id(deal_id: str, stage: str, silent_since: datetime) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -18,6 +17,7 @@ from faust.types import TableT, TopicT
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import decode
+from events.future import DEFAULT_FUTURE_SKEW
 from projections.alerts import (
     AlertLedger,
     ClosedDeal,
@@ -25,6 +25,7 @@ from projections.alerts import (
     StallCheck,
     StallThresholds,
     check_stalls,
+    live_watermark,
     stall_alert_quality,
     won_stage_times,
 )
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALERT_STATE_TABLE",
+    "AlertClock",
     "DealAlertState",
     "PartitionClock",
     "StallAlertEngine",
@@ -79,32 +81,56 @@ class PartitionClock:
     """Event time of one partition of `touches` and the watermark its deals are checked at.
 
     Each partition keeps its own clock: a deal's events all come through one
-    partition, in order, so a deal is never judged against event time that its
-    own partition has not reached; that is what makes replays give the same
-    alerts, however the partitions interleave. In live mode `tick` moves the
-    watermark on with the wall clock since the partition's event time last moved.
+    partition, in order, so with the event clock a deal is never judged against
+    event time that its own partition has not reached; that is what makes replays
+    give the same alerts, however the partitions interleave. With the live clock
+    the watermark is `live_watermark` of the wall clock and this event time.
     """
 
     event_time: datetime | None = None
+    """The latest event time seen on the partition."""
     watermark: datetime | None = None
-    arrived: float = 0.0
-    """Monotonic wall-clock seconds when `event_time` last moved on."""
 
-    def saw(self, event_time: datetime, now: float) -> None:
-        """Event time `event_time` was seen at wall-clock `now`."""
+    def saw(self, event_time: datetime) -> None:
+        """An event of the partition is dated `event_time`."""
         if self.event_time is None or event_time > self.event_time:
-            self.event_time, self.arrived = event_time, now
-        self._raise_to(event_time)
+            self.event_time = event_time
 
-    def tick(self, now: float) -> None:
-        """Live mode: event time runs on with the wall clock while no later event arrives."""
-        if self.event_time is not None:
-            silence = timedelta(seconds=max(now - self.arrived, 0.0))
-            self._raise_to(self.event_time + silence)
-
-    def _raise_to(self, moment: datetime) -> None:
-        if self.watermark is None or moment > self.watermark:
+    def advance(self, moment: datetime | None) -> None:
+        """Move the watermark on to `moment`; it never goes back."""
+        if moment is not None and (self.watermark is None or moment > self.watermark):
             self.watermark = moment
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AlertClock:
+    """What a partition's deals are judged against: event time, or (live) the wall clock.
+
+    `live` False (GEMBA_ALERT_CLOCK=event): the partition's latest event time, so a
+    replay of the log gives the same alerts. `live` True: `live_watermark` of the
+    wall clock, the partition's latest event time and `future_skew`
+    (GEMBA_MAX_FUTURE_SKEW_S; None: no limit).
+    """
+
+    live: bool = False
+    future_skew: timedelta | None = DEFAULT_FUTURE_SKEW
+    wall_clock: Callable[[], datetime] = _wall_clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertClock:
+        """The clock GEMBA_ALERT_CLOCK and GEMBA_MAX_FUTURE_SKEW_S ask for."""
+        limit = settings.future_limit
+        return cls(settings.alert_clock == "live", None if limit is None else limit.skew)
+
+    def watermark(self, event_time: datetime | None) -> datetime | None:
+        """The moment to check a partition whose latest event time is `event_time` at."""
+        if not self.live:
+            return event_time
+        return live_watermark(self.wall_clock(), event_time, self.future_skew)
 
 
 class WonDealLearner:
@@ -164,7 +190,7 @@ class StallAlertEngine:
         pipeline: ValueStreamPipeline,
         table: TableT[Any, Any],
         topic: TopicT,
-        clock: Callable[[], float] = time.monotonic,
+        clock: AlertClock | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.table = table
@@ -173,7 +199,7 @@ class StallAlertEngine:
         self.clocks: dict[int, PartitionClock] = defaultdict(PartitionClock)
         self.learner = WonDealLearner(self.policy)
         self.alerts_sent = 0
-        self._now = clock
+        self.clock = clock or AlertClock()
         self._due: defaultdict[int, list[tuple[datetime, str]]] = defaultdict(list)
         self._lock = asyncio.Lock()
 
@@ -181,7 +207,8 @@ class StallAlertEngine:
         """Check a refolded deal at its own latest event; see the class docstring."""
         async with self._lock:
             clock = self.clocks[partition]
-            clock.saw(stream.as_of, self._now())
+            clock.saw(stream.as_of)
+            clock.advance(self.clock.watermark(clock.event_time))
             state = self._state_for(stream.deal_id, partition)
             if state.ledger.open and clock.watermark and clock.watermark > stream.as_of:
                 # A late event of a stalled deal: an episode alerted as of its partition's
@@ -205,10 +232,9 @@ class StallAlertEngine:
 
     async def tick(self) -> None:
         """Live mode: move every partition's watermark on with the wall clock, fire what is due."""
-        now = self._now()
         async with self._lock:
             for partition, clock in list(self.clocks.items()):
-                clock.tick(now)
+                clock.advance(self.clock.watermark(clock.event_time))
                 await self._fire_due(partition)
 
     async def partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
@@ -229,7 +255,6 @@ class StallAlertEngine:
             self._due.clear()
             for partition in [p for p in self.clocks if held is not None and p not in held]:
                 del self.clocks[partition]
-            now = self._now()
             for deal_id, raw in list(self.table.data.items()):
                 stored = orjson.loads(raw)
                 partition = int(stored["partition"])
@@ -237,12 +262,14 @@ class StallAlertEngine:
                     continue
                 deals += 1
                 if stored["checked_at"]:
-                    self.clocks[partition].saw(datetime.fromisoformat(stored["checked_at"]), now)
+                    self.clocks[partition].saw(datetime.fromisoformat(stored["checked_at"]))
                 if stored["due_at"]:
                     due = datetime.fromisoformat(stored["due_at"])
                     self._due[partition].append((due, deal_id))
                 if stored["won_stage_times"]:
                     self.learner.add(deal_id, DealAlertState.model_validate(stored).won_stage_times)
+            for clock in self.clocks.values():
+                clock.advance(self.clock.watermark(clock.event_time))
             for heap in self._due.values():
                 heapq.heapify(heap)
             self.learner.refresh()
@@ -408,7 +435,7 @@ def attach_stall_alerts(
     topic = alerts_topic(app, settings)
     # Values are JSON bytes: one object per deal in memory, nothing for the GC to walk.
     table = app.Table(ALERT_STATE_TABLE, value_type=bytes)
-    engine = StallAlertEngine(pipeline, table, topic)
+    engine = StallAlertEngine(pipeline, table, topic, AlertClock.from_settings(settings))
     pipeline.observers.append(engine)
     app.on_partitions_revoked.connect(engine.partitions_revoked)
     table.on_recover(engine.rebuild)

@@ -95,8 +95,9 @@ class Settings(BaseSettings):
 
     alert_clock: Literal["event", "live"] = Field(
         default="live",
-        description="Stall alerts: 'live' also advances event time with the wall clock while "
-        "no events arrive; 'event' uses event time only (replays give the same alerts).",
+        description="Stall alerts: 'live' measures a deal's silence to the wall clock (or to "
+        "its partition's latest event, if dated ahead of it, by at most max_future_skew_s); "
+        "'event' to event time only (replays give the same alerts).",
     )
     alert_tick_s: float = Field(default=0.2, gt=0, description="Live alert clock's tick.")
     alert_webhook_url: SecretStr | None = Field(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events.future import DEFAULT_FUTURE_SKEW
 from events.models import CallOutcome, Event
 from projections.aggregate import learned_stall_thresholds
 from projections.alerts import (
@@ -20,6 +21,7 @@ from projections.alerts import (
     ThresholdChoice,
     check_stalls,
     episode_id,
+    live_watermark,
     stall_alert_quality,
 )
 from projections.categories import DealStatus
@@ -324,6 +326,60 @@ def test_precision_per_stage_counts_the_alerts_whose_deal_was_lost_or_slipped() 
 
 def test_quality_without_closed_deals_is_empty() -> None:
     assert stall_alert_quality([], default_policy()) == ()
+
+
+# The clock silence is measured to ---------------------------------------------------------
+
+JUNE_1 = datetime(2026, 6, 1, 9, tzinfo=UTC)
+DECEMBER_4 = datetime(2026, 12, 4, 16, tzinfo=UTC)
+
+
+def test_in_live_operation_a_deal_silent_since_june_is_stalled_in_december() -> None:
+    events = DealScript().opened(JUNE_1).events
+    now = live_watermark(DECEMBER_4, stream_of(events).as_of, DEFAULT_FUTURE_SKEW)
+    check = check_stalls(stream_of(events, now), "acct-1", thresholds())
+
+    assert now == DECEMBER_4
+    assert check.stalled
+    [alert] = check.alerts
+    assert (alert.kind, alert.stalled_at) == (AlertKind.STALLED, JUNE_1 + 14 * DAY)
+
+
+def test_in_a_replay_the_same_deal_is_judged_at_its_latest_event_and_is_not_stalled() -> None:
+    check = check_stalls(stream_of(DealScript().opened(JUNE_1).events), "acct-1", thresholds())
+
+    assert not check.stalled
+    assert check.alerts == ()
+    assert check.due_at == JUNE_1 + 14 * DAY
+
+
+def test_the_live_clock_follows_an_event_dated_ahead_of_the_wall_clock_up_to_the_skew() -> None:
+    skew = timedelta(hours=2)
+    assert live_watermark(DECEMBER_4, DECEMBER_4 + timedelta(hours=1), skew) == (
+        DECEMBER_4 + timedelta(hours=1)
+    )
+    assert live_watermark(DECEMBER_4, DECEMBER_4 + 3 * DAY, skew) == DECEMBER_4 + skew
+    assert live_watermark(DECEMBER_4, DECEMBER_4 + 3 * DAY, None) == DECEMBER_4 + 3 * DAY
+    assert live_watermark(DECEMBER_4, None, skew) == DECEMBER_4
+
+
+MOMENTS = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))
+
+
+@given(
+    MOMENTS,
+    st.none() | MOMENTS,
+    st.none() | st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)),
+)
+def test_the_live_clock_is_never_behind_the_wall_clock_nor_past_the_skew_nor_behind_an_event(
+    wall: datetime, latest: datetime | None, skew: timedelta | None
+) -> None:
+    now = live_watermark(wall, latest, skew)
+    assert now >= wall
+    if skew is not None:
+        assert now <= wall + skew
+    if latest is not None and (skew is None or latest <= wall + skew):
+        assert now >= latest
 
 
 # Properties ---------------------------------------------------------------------------------

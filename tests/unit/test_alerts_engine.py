@@ -15,7 +15,7 @@ from events.models import Event
 from projections.alerts import AlertKind, EpisodeEnd, StallAlert
 from projections.policy import Policy, default_policy
 from projections.value_stream import deal_value_stream
-from streams.alerts import DealAlertState, PartitionClock, StallAlertEngine
+from streams.alerts import AlertClock, DealAlertState, PartitionClock, StallAlertEngine
 from tests.unit.deal_builders import DealScript, march
 
 DAY = timedelta(days=1)
@@ -76,20 +76,26 @@ class FakePipeline:
 
 @dataclass
 class Worker:
-    """One engine over fakes; `fold` does what the pipeline does for a batch of one deal."""
+    """One engine over fakes; `fold` does what the pipeline does for a batch of one deal.
+
+    `live`: the live alert clock, on a fake wall clock that reads `now` (by default
+    the moment the quiet deal opens); else the event clock.
+    """
 
     table: FakeTable = field(default_factory=FakeTable)
     topic: FakeTopic = field(default_factory=FakeTopic)
     pipeline: FakePipeline = field(default_factory=FakePipeline)
-    now: float = 1000.0
+    live: bool = False
+    now: datetime = march(2, 9)
     engine: StallAlertEngine = field(init=False)
 
     def __post_init__(self) -> None:
+        clock = AlertClock(live=self.live, wall_clock=lambda: self.now)
         self.engine = StallAlertEngine(
             self.pipeline,  # type: ignore[arg-type]
             self.table,  # type: ignore[arg-type]
             self.topic,  # type: ignore[arg-type]
-            clock=lambda: self.now,
+            clock,
         )
 
     def fold(self, partition: int, *events: Event) -> None:
@@ -104,12 +110,12 @@ class Worker:
         await self.engine.batch_done(stream.as_of)
 
     def tick(self, seconds: float) -> None:
-        self.now += seconds
+        self.now += timedelta(seconds=seconds)
         asyncio.run(self.engine.tick())
 
     def restart(self) -> Worker:
         """A new engine on the same table and topic (the changelog survived), rebuilt."""
-        again = Worker(self.table, self.topic, self.pipeline, self.now)
+        again = Worker(self.table, self.topic, self.pipeline, self.live, self.now)
         asyncio.run(again.engine.rebuild())
         return again
 
@@ -182,7 +188,7 @@ def test_folding_the_same_deal_again_writes_no_state_and_sends_nothing() -> None
 
 
 def test_in_live_mode_the_wall_clock_alone_raises_the_alert() -> None:
-    worker = Worker()
+    worker = Worker(live=True)
     worker.fold(0, *quiet().events)
     worker.tick(14 * 86_400)
     assert worker.topic.sent == []
@@ -192,12 +198,53 @@ def test_in_live_mode_the_wall_clock_alone_raises_the_alert() -> None:
     assert alert.stalled_at == march(16, 9)
 
 
+JUNE_1 = march(2, 9).replace(month=6, day=1)
+SEPTEMBER_1 = march(2, 9).replace(month=9, day=1)
+DECEMBER_4 = march(2, 9).replace(month=12, day=4)
+
+
+def june_deal(deal_id: str = "june", opened: datetime = JUNE_1) -> DealScript:
+    """A deal opened months before the wall clock, with no event since."""
+    return DealScript(deal_id=deal_id, account_id=f"acct-{deal_id}").opened(opened)
+
+
+def test_in_live_mode_a_deal_silent_since_june_is_alerted_at_the_first_look_in_december() -> None:
+    worker = Worker(live=True, now=DECEMBER_4)
+    worker.fold(0, *june_deal().events)  # its partition carries nothing later
+
+    [alert] = worker.topic.alerts()
+    assert (alert.deal_id, alert.stalled_at) == ("june", JUNE_1 + 14 * DAY)
+    assert worker.engine.open_episodes()["watermarks"] == {"0": DECEMBER_4.isoformat()}
+
+
+def test_in_event_mode_the_same_deal_waits_for_its_partitions_event_time() -> None:
+    worker = Worker(live=False, now=DECEMBER_4)
+    worker.fold(0, *june_deal().events)
+    worker.tick(1)
+
+    assert worker.topic.sent == []
+
+
+def test_in_live_mode_a_restarted_engine_keeps_the_wall_clock_and_repeats_nothing() -> None:
+    worker = Worker(live=True, now=DECEMBER_4)
+    worker.fold(0, *june_deal().events)
+    worker.now += timedelta(hours=1)  # down for an hour
+
+    again = worker.restart()
+    assert again.engine.clocks[0].watermark == DECEMBER_4 + timedelta(hours=1)
+    again.tick(1)
+    again.fold(0, *june_deal("september", SEPTEMBER_1).events)  # sent while it was down
+    again.fold(0, *june_deal().events)
+
+    assert [a.deal_id for a in again.topic.alerts()] == ["june", "september"]
+
+
 def test_a_touch_at_the_latest_instant_ends_the_episode_once_the_watermark_passes_it() -> None:
-    worker = Worker()
+    worker = Worker(live=True)
     script = quiet()
     worker.fold(0, *script.events)
     worker.tick(15 * 86_400)
-    script.call(march(20, 9), 20)
+    script.call(march(17, 9), 20)  # this very instant of the wall clock
     worker.fold(0, *script.events)
     assert [a.kind for a in worker.topic.alerts()] == [AlertKind.STALLED]
 
@@ -205,7 +252,7 @@ def test_a_touch_at_the_latest_instant_ends_the_episode_once_the_watermark_passe
     [_, ended] = worker.topic.alerts()
     assert ended.kind is AlertKind.UNSTALLED
     assert ended.ended_by is EpisodeEnd.VALUE_ADDED_TOUCH
-    assert ended.occurred_at == march(20, 9)
+    assert ended.occurred_at == march(17, 9)
 
 
 def test_a_late_event_that_ends_no_silence_leaves_the_alerted_episode_open() -> None:
@@ -265,7 +312,7 @@ def test_a_restarted_engine_fires_what_fell_due_while_it_was_down() -> None:
 
 
 def test_after_a_rebalance_the_deals_of_a_handed_over_partition_are_left_to_their_owner() -> None:
-    worker = Worker()
+    worker = Worker(live=True)
     worker.fold(0, *quiet().events)
     worker.fold(1, *busy(10).events)
 
@@ -283,7 +330,7 @@ def test_after_a_rebalance_the_deals_of_a_handed_over_partition_are_left_to_thei
 
 
 def test_while_partitions_are_being_handed_over_nothing_is_alerted_until_rebuilt() -> None:
-    worker = Worker()
+    worker = Worker(live=True)
     worker.fold(0, *quiet().events)
 
     asyncio.run(worker.engine.partitions_revoked(None, set()))
@@ -314,13 +361,14 @@ def test_the_open_episodes_page_lists_stalled_deals_and_the_quality_page_closed_
 
 def test_a_partition_clock_never_goes_back() -> None:
     clock = PartitionClock()
-    clock.saw(march(10, 9), now=100.0)
-    clock.tick(now=160.0)
-    clock.saw(march(10, 9, 0), now=170.0)
+    clock.saw(march(10, 9))
+    clock.advance(march(10, 9, 1))
+    clock.saw(march(3, 9))
+    clock.advance(march(3, 9))
 
+    assert clock.event_time == march(10, 9)
     assert clock.watermark == march(10, 9, 1)
-    late = datetime(2026, 3, 1, tzinfo=march(1, 0).tzinfo)
-    clock.saw(late, now=200.0)
+    clock.advance(None)
     assert clock.watermark == march(10, 9, 1)
 
 

@@ -352,6 +352,39 @@ def test_in_live_mode_silence_alone_raises_the_alert_and_a_touch_ends_it(
         assert worker_page(worker, "/gemba/alerts/")["open"] == []
 
 
+def test_in_live_mode_a_deal_silent_for_months_is_alerted_at_once_and_a_restart_keeps_that(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    # One partition, carrying nothing later than the deal's own months-old event.
+    setup = AlertSetup(
+        kafka_settings.bootstrap_servers, tmp_path / "gemba", partitions=1, clock="live"
+    )
+    setup.create_touches_topic()
+    now = datetime.now(UTC)
+    send(setup, [opened("june", now - 180 * DAY)])
+
+    with reader_for(setup) as reader, running_worker(setup, tmp_path / "worker.log") as worker:
+        ready = time.monotonic()
+        [stalled] = read_alerts_until(reader, 1, timeout_s=20)
+        assert time.monotonic() - ready < 15, "alerted only after the worker was ready long since"
+        assert (stalled.deal_id, stalled.stalled_at) == ("june", now - 166 * DAY)
+        watermark = worker_page(worker, "/gemba/alerts/")["watermarks"]["0"]
+        assert datetime.fromisoformat(watermark) >= now
+
+    send(setup, [opened("october", now - 60 * DAY)])  # while the worker is down
+    restarted = datetime.now(UTC)
+    with running_worker(setup, tmp_path / "worker.log") as worker, reader_for(setup) as again:
+        alerts = read_alerts_until(again, 2, timeout_s=20)
+        page = worker_page(worker, "/gemba/alerts/")
+
+    assert [(a.deal_id, a.kind) for a in alerts] == [
+        ("june", AlertKind.STALLED), ("october", AlertKind.STALLED),
+    ]  # fmt: skip
+    assert alerts[0].alert_id == stalled.alert_id
+    assert sorted(a["deal_id"] for a in page["open"]) == ["june", "october"]
+    assert datetime.fromisoformat(page["watermarks"]["0"]) >= restarted
+
+
 def _policy_with_live_segment(seconds: float) -> str:
     text = resources.files("projections").joinpath("default_policy.toml").read_text("utf-8")
     override = LIVE_POLICY.format(days=seconds / 86_400)

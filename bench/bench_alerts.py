@@ -20,8 +20,9 @@ records' Kafka timestamps:
 The live alert clock is the wall clock (`projections.alerts.live_watermark`), so a
 crossing is alerted within a tick of the clock once the worker has folded the event
 that set it: the alert delay is the clock's tick, plus whatever of the fold lag
-exceeds the threshold; it does not wait for a commit (alerts are sent at once, before the state recording
-them). If the worker cannot keep up with the stream, both delays grow with its lag.
+exceeds the threshold; it does not wait for a commit (alerts are sent at once,
+before the state recording them). If the worker cannot keep up with the stream, the
+value-stream delay grows with its lag, and the alert delay once the lag passes T.
 Prints p50/p99/max of both, crossings alerted, missing and duplicated.
 """
 

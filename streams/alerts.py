@@ -113,7 +113,10 @@ class AlertClock:
     `live` False (GEMBA_ALERT_CLOCK=event): the partition's latest event time, so a
     replay of the log gives the same alerts. `live` True: `live_watermark` of the
     wall clock, the partition's latest event time and `future_skew`
-    (GEMBA_MAX_FUTURE_SKEW_S; None: no limit).
+    (GEMBA_MAX_FUTURE_SKEW_S; None: no limit): a restart cannot set it back. A live
+    worker catching up on a backlog judges against the wall clock too, so a deal
+    whose next events are still in the backlog may be alerted, then withdrawn when
+    they arrive: load old history with the event clock.
     """
 
     live: bool = False

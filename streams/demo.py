@@ -46,9 +46,15 @@ WORKER_MARKER = "streams worker"
 DASHBOARD_MARKER = "streams serve"
 DEMO_MARKER = "demo"
 STATUS_EVERY_S = 10.0
-DEMO_WORKER_ENV = {"GEMBA_LOG_FORMAT": "json", "GEMBA_MAX_FUTURE_SKEW_S": "inf"}
-"""The demo's live stream runs simulated days ahead of the wall clock, on purpose: its
-worker takes events from the simulated future, which a real worker refuses."""
+DEMO_WORKER_ENV = {
+    "GEMBA_LOG_FORMAT": "json",
+    "GEMBA_MAX_FUTURE_SKEW_S": "inf",
+    "GEMBA_ALERT_CLOCK": "event",
+}
+"""The demo runs on simulated time, days apart from the wall clock, on purpose: its worker
+takes events from the simulated future, which a real worker refuses, and measures a deal's
+silence to the simulated time its events carry (the live clock would measure it to the
+wall clock, and stall every deal whose next simulated event has not been streamed yet)."""
 
 
 @dataclass(frozen=True)

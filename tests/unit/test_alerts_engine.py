@@ -19,6 +19,7 @@ from streams.alerts import AlertClock, DealAlertState, PartitionClock, StallAler
 from tests.unit.deal_builders import DealScript, march
 
 DAY = timedelta(days=1)
+QUIET_OPENS = march(2, 9)
 
 
 class FakeTable:
@@ -86,7 +87,7 @@ class Worker:
     topic: FakeTopic = field(default_factory=FakeTopic)
     pipeline: FakePipeline = field(default_factory=FakePipeline)
     live: bool = False
-    now: datetime = march(2, 9)
+    now: datetime = QUIET_OPENS
     engine: StallAlertEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,7 +126,7 @@ def _decoded(stored: dict[str, str]) -> list[EventBase]:
 
 
 def quiet() -> DealScript:
-    return DealScript(deal_id="quiet", account_id="acct-q").opened(march(2, 9))
+    return DealScript(deal_id="quiet", account_id="acct-q").opened(QUIET_OPENS)
 
 
 def busy(day: int) -> DealScript:
@@ -198,9 +199,9 @@ def test_in_live_mode_the_wall_clock_alone_raises_the_alert() -> None:
     assert alert.stalled_at == march(16, 9)
 
 
-JUNE_1 = march(2, 9).replace(month=6, day=1)
-SEPTEMBER_1 = march(2, 9).replace(month=9, day=1)
-DECEMBER_4 = march(2, 9).replace(month=12, day=4)
+JUNE_1 = QUIET_OPENS.replace(month=6, day=1)
+SEPTEMBER_1 = QUIET_OPENS.replace(month=9, day=1)
+DECEMBER_4 = QUIET_OPENS.replace(month=12, day=4)
 
 
 def june_deal(deal_id: str = "june", opened: datetime = JUNE_1) -> DealScript:

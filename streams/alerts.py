@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 import structlog
-from faust.types import TableT, TopicT
+from faust.types import TP, TableT, TopicT
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import decode
@@ -113,10 +113,11 @@ class AlertClock:
     `live` False (GEMBA_ALERT_CLOCK=event): the partition's latest event time, so a
     replay of the log gives the same alerts. `live` True: `live_watermark` of the
     wall clock, the partition's latest event time and `future_skew`
-    (GEMBA_MAX_FUTURE_SKEW_S; None: no limit): a restart cannot set it back. A live
-    worker catching up on a backlog judges against the wall clock too, so a deal
-    whose next events are still in the backlog may be alerted, then withdrawn when
-    they arrive: load old history with the event clock.
+    (GEMBA_MAX_FUTURE_SKEW_S; None: no limit), so a restart cannot set it back;
+    but only for a partition read to its end. While the worker reads a backlog, the
+    partition's clock follows its event time, as in a replay: a deal's next events
+    may still be in the backlog, and judged by the wall clock it would be alerted,
+    then withdrawn when they arrive.
     """
 
     live: bool = False
@@ -129,11 +130,16 @@ class AlertClock:
         limit = settings.future_limit
         return cls(settings.alert_clock == "live", None if limit is None else limit.skew)
 
-    def watermark(self, event_time: datetime | None) -> datetime | None:
-        """The moment to check a partition whose latest event time is `event_time` at."""
-        if not self.live:
+    def watermark(self, event_time: datetime | None, read_to_end: bool) -> datetime | None:
+        """The moment to check a partition at, whose latest event time is `event_time`
+        (`read_to_end`: no record of it waits unread)."""
+        if not (self.live and read_to_end):
             return event_time
         return live_watermark(self.wall_clock(), event_time, self.future_skew)
+
+
+def _never_behind(partition: int) -> bool:
+    return False
 
 
 class WonDealLearner:
@@ -194,6 +200,7 @@ class StallAlertEngine:
         table: TableT[Any, Any],
         topic: TopicT,
         clock: AlertClock | None = None,
+        reading_backlog: Callable[[int], bool] = _never_behind,
     ) -> None:
         self.pipeline = pipeline
         self.table = table
@@ -203,6 +210,7 @@ class StallAlertEngine:
         self.learner = WonDealLearner(self.policy)
         self.alerts_sent = 0
         self.clock = clock or AlertClock()
+        self.reading_backlog = reading_backlog
         self._due: defaultdict[int, list[tuple[datetime, str]]] = defaultdict(list)
         self._lock = asyncio.Lock()
 
@@ -211,7 +219,7 @@ class StallAlertEngine:
         async with self._lock:
             clock = self.clocks[partition]
             clock.saw(stream.as_of)
-            clock.advance(self.clock.watermark(clock.event_time))
+            self._advance(partition)
             state = self._state_for(stream.deal_id, partition)
             if state.ledger.open and clock.watermark and clock.watermark > stream.as_of:
                 # A late event of a stalled deal: an episode alerted as of its partition's
@@ -236,8 +244,8 @@ class StallAlertEngine:
     async def tick(self) -> None:
         """Live mode: move every partition's watermark on with the wall clock, fire what is due."""
         async with self._lock:
-            for partition, clock in list(self.clocks.items()):
-                clock.advance(self.clock.watermark(clock.event_time))
+            for partition in list(self.clocks):
+                self._advance(partition)
                 await self._fire_due(partition)
 
     async def partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
@@ -271,8 +279,8 @@ class StallAlertEngine:
                     self._due[partition].append((due, deal_id))
                 if stored["won_stage_times"]:
                     self.learner.add(deal_id, DealAlertState.model_validate(stored).won_stage_times)
-            for clock in self.clocks.values():
-                clock.advance(self.clock.watermark(clock.event_time))
+            for partition in list(self.clocks):
+                self._advance(partition)
             for heap in self._due.values():
                 heapq.heapify(heap)
             self.learner.refresh()
@@ -321,6 +329,11 @@ class StallAlertEngine:
                 row.model_dump(mode="json") for row in stall_alert_quality(closed, self.policy)
             ],
         }
+
+    def _advance(self, partition: int) -> None:
+        clock = self.clocks[partition]
+        read_to_end = not self.reading_backlog(partition)
+        clock.advance(self.clock.watermark(clock.event_time, read_to_end))
 
     async def _fire_due(self, partition: int) -> None:
         watermark = self.clocks[partition].watermark
@@ -416,6 +429,22 @@ def alerts_topic(app: faust.App, settings: Settings) -> TopicT:
     )
 
 
+def _backlog_of(app: faust.App, pipeline: ValueStreamPipeline) -> Callable[[int], bool]:
+    """Whether records of a partition of `touches` wait unread by the pipeline (or its end
+    is not known yet: the consumer has not fetched from it)."""
+
+    def reading_backlog(partition: int) -> bool:
+        try:
+            highwater = app.consumer.highwater(TP(pipeline.source_topic, partition))
+        except Exception:  # not started, or the partition left while we looked
+            return True
+        counts = pipeline.counts_by_partition().get(str(partition))
+        read = -1 if counts is None else counts.last_offset
+        return highwater is None or read + 1 < highwater
+
+    return reading_backlog
+
+
 def _register_pages(app: faust.App, engine: StallAlertEngine) -> None:
     @app.page("/gemba/alerts/")
     async def open_episodes_page(web: Any, request: Any) -> Any:
@@ -438,7 +467,9 @@ def attach_stall_alerts(
     topic = alerts_topic(app, settings)
     # Values are JSON bytes: one object per deal in memory, nothing for the GC to walk.
     table = app.Table(ALERT_STATE_TABLE, value_type=bytes)
-    engine = StallAlertEngine(pipeline, table, topic, AlertClock.from_settings(settings))
+    engine = StallAlertEngine(
+        pipeline, table, topic, AlertClock.from_settings(settings), _backlog_of(app, pipeline)
+    )
     pipeline.observers.append(engine)
     app.on_partitions_revoked.connect(engine.partitions_revoked)
     table.on_recover(engine.rebuild)

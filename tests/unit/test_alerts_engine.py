@@ -80,7 +80,8 @@ class Worker:
     """One engine over fakes; `fold` does what the pipeline does for a batch of one deal.
 
     `live`: the live alert clock, on a fake wall clock that reads `now` (by default
-    the moment the quiet deal opens); else the event clock.
+    the moment the quiet deal opens); else the event clock. `behind`: partitions with
+    records still unread (a backlog).
     """
 
     table: FakeTable = field(default_factory=FakeTable)
@@ -88,6 +89,7 @@ class Worker:
     pipeline: FakePipeline = field(default_factory=FakePipeline)
     live: bool = False
     now: datetime = QUIET_OPENS
+    behind: set[int] = field(default_factory=set)
     engine: StallAlertEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +99,7 @@ class Worker:
             self.table,  # type: ignore[arg-type]
             self.topic,  # type: ignore[arg-type]
             clock,
+            lambda partition: partition in self.behind,
         )
 
     def fold(self, partition: int, *events: Event) -> None:
@@ -116,7 +119,7 @@ class Worker:
 
     def restart(self) -> Worker:
         """A new engine on the same table and topic (the changelog survived), rebuilt."""
-        again = Worker(self.table, self.topic, self.pipeline, self.live, self.now)
+        again = Worker(self.table, self.topic, self.pipeline, self.live, self.now, self.behind)
         asyncio.run(again.engine.rebuild())
         return again
 
@@ -216,6 +219,20 @@ def test_in_live_mode_a_deal_silent_since_june_is_alerted_at_the_first_look_in_d
     [alert] = worker.topic.alerts()
     assert (alert.deal_id, alert.stalled_at) == ("june", JUNE_1 + 14 * DAY)
     assert worker.engine.open_episodes()["watermarks"] == {"0": DECEMBER_4.isoformat()}
+
+
+def test_in_live_mode_a_partition_read_to_its_end_only_is_judged_by_the_wall_clock() -> None:
+    worker = Worker(live=True, now=DECEMBER_4, behind={0})
+    script = june_deal()
+    worker.fold(0, *script.events)  # the backlog may hold its next events: event time rules
+    worker.tick(1)
+    assert worker.topic.sent == []
+
+    worker.fold(0, *script.call(JUNE_1 + 10 * DAY, 20).events)  # it did
+    worker.behind.clear()
+    worker.tick(1)
+    [alert] = worker.topic.alerts()
+    assert alert.stalled_at == JUNE_1 + 24 * DAY
 
 
 def test_in_event_mode_the_same_deal_waits_for_its_partitions_event_time() -> None:

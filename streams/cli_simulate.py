@@ -153,7 +153,8 @@ def simulate(
     Simulated time is not the wall clock: a live stream at --speed soon runs ahead of
     it, and a worker dead-letters events dated more than GEMBA_MAX_FUTURE_SKEW_S after
     they were published; run the worker with GEMBA_MAX_FUTURE_SKEW_S=inf to follow a
-    simulation into the future (`gemba demo` does).
+    simulation into the future, and with GEMBA_ALERT_CLOCK=event so that stall alerts
+    measure silence to simulated time, not to the wall clock (`gemba demo` does both).
     """
     try:
         config = SimulationConfig(

@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     alert_clock: Literal["event", "live"] = Field(
         default="live",
         description="Stall alerts: 'live' measures a deal's silence to the wall clock (or to "
-        "its partition's latest event, if dated ahead of it, by at most max_future_skew_s); "
+        "its partition's latest event, if dated ahead of it, by at most max_future_skew_s) "
+        "once the partition is read to its end, to event time while a backlog is read; "
         "'event' to event time only (replays give the same alerts).",
     )
     alert_tick_s: float = Field(default=0.2, gt=0, description="Live alert clock's tick.")

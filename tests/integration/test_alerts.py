@@ -1,8 +1,9 @@
 """Stall alerts from a real worker process on the real broker: silence alone raises them.
 
 Event-clock workers (what replays use) show the episode life cycle, the webhook and the
-restart; a replay compares two workers over one log; a live-clock worker shows that the
-wall clock alone, with no event at all, raises and ends an episode.
+restart; a replay compares two workers over one log; live-clock workers show that the
+wall clock alone, with no event at all, raises and ends an episode, and that a deal silent
+for months is stalled now, however old its partition's latest event, across a restart too.
 """
 
 from __future__ import annotations

@@ -68,15 +68,23 @@ def ensure_topic(
     partitions: int,
     config: Mapping[str, str] = LOG_TOPIC_CONFIG,
     client_options: Mapping[str, Any] | None = None,
+    replication_factor: int = 1,
 ) -> bool:
-    """Create `topic` with infinite retention unless it exists; True if it was created."""
+    """Create `topic` with infinite retention unless it exists; True if it was created.
+
+    `replication_factor` copies of each partition: 1 suits a single broker only; on a
+    cluster, 3 (with the brokers' min.insync.replicas at 2) keeps every acknowledged event
+    while one broker is down.
+    """
     check_reachable(bootstrap_servers)
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
     except KafkaError as exc:
         raise PublishError(_unreachable(bootstrap_servers, exc)) from None
     try:
-        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=dict(config))])
+        admin.create_topics(
+            [NewTopic(topic, partitions, replication_factor, topic_configs=dict(config))]
+        )
     except TopicAlreadyExistsError:
         return False
     finally:

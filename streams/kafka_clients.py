@@ -120,7 +120,9 @@ def ensure_topic_for(
     config: Mapping[str, str] = LOG_TOPIC_CONFIG,
     partitions: int | None = None,
 ) -> bool:
-    """Create `topic` (infinite retention unless `config` says otherwise) if it is missing."""
+    """Create `topic` (infinite retention unless `config` says otherwise) if it is missing,
+    with GEMBA_TOPIC_PARTITIONS partitions unless told, replicated GEMBA_TOPIC_REPLICATION_FACTOR
+    times."""
     try:
         return ensure_topic(
             settings.bootstrap_servers,
@@ -128,6 +130,7 @@ def ensure_topic_for(
             partitions or settings.topic_partitions,
             config,
             client_options=kafka_client_options(settings),
+            replication_factor=settings.topic_replication_factor,
         )
     except PublishError as exc:
         raise _no_session(settings, exc) from None

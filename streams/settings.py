@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     value_streams_topic: str = "deal-value-streams"
     alerts_topic: str = "deal-alerts"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Copies of each partition of every topic Gemba or its worker creates: 1 "
+        "for a single broker, 3 for a cluster (whose brokers say min.insync.replicas=2), so "
+        "that one broker can be down without losing an acknowledged event or stopping work.",
+    )
 
     app_id: str = Field(default="gemba", description="Faust app id: consumer group and tables.")
     worker_web_host: str = Field(

@@ -97,6 +97,8 @@ class WorkerSetup:
     tag: str = field(default_factory=lambda: f"w{uuid.uuid4().hex[:10]}")
     web_port: int = field(default_factory=free_port)
     partitions: int = 6
+    replication: int = 1
+    """Copies of each partition of the topics it creates (GEMBA_TOPIC_REPLICATION_FACTOR)."""
     fast_rejoin: bool = True
     history_sink: bool = True
     """False: the worker runs without the DuckDB history sink (GEMBA_HISTORY_SINK=false)."""
@@ -174,6 +176,7 @@ class WorkerSetup:
                 "GEMBA_VALUE_STREAMS_TOPIC": self.value_streams_topic,
                 "GEMBA_ALERTS_TOPIC": self.alerts_topic,
                 "GEMBA_TOPIC_PARTITIONS": str(self.partitions),
+                "GEMBA_TOPIC_REPLICATION_FACTOR": str(self.replication),
                 "GEMBA_LOG_FORMAT": "json",
                 "GEMBA_LOG_LEVEL": self.log_level,
                 "GEMBA_HISTORY_SINK": "true" if self.history_sink else "false",
@@ -185,7 +188,10 @@ class WorkerSetup:
 
     def create_touches_topic(self) -> None:
         """Create the event log topic up front, so events can be published before the worker."""
-        ensure_topic(self.bootstrap_servers, self.touches_topic, self.partitions)
+        ensure_topic(
+            self.bootstrap_servers, self.touches_topic, self.partitions,
+            replication_factor=self.replication,
+        )  # fmt: skip
 
 
 class Counts(NamedTuple):

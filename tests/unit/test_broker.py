@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import BrokerError, broker_status, ensure_kafka_libs, start_broker, stop_broker
+from streams.broker import (
+    BrokerError,
+    broker_status,
+    ensure_kafka_libs,
+    start_broker,
+    start_cluster,
+    stop_broker,
+)
 from streams.settings import Settings
+from tests.integration.worker_harness import free_port
 
 
 @pytest.fixture
@@ -65,3 +73,29 @@ def test_a_stale_pid_file_is_not_mistaken_for_a_running_broker(isolated: Setting
 def test_the_broker_listens_on_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback only"):
         Settings(broker_host="0.0.0.0")
+
+
+def test_a_cluster_has_at_least_three_nodes_for_replication_three(isolated: Settings) -> None:
+    with pytest.raises(BrokerError, match=r"at least 3 nodes, for replication 3 .*broker start"):
+        start_cluster(isolated, nodes=2)
+
+
+def test_a_cluster_refuses_a_taken_port_before_starting_any_node(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(state_dir=tmp_path, kafka_bootstrap_servers=None)
+        found: set[int] = set()
+        while len(found) < 5:
+            found.add(free_port())
+        free = sorted(found)
+        ports = [(free[0], free[1]), (free[2], free[3]), (free[4], port)]
+        with pytest.raises(BrokerError, match=rf"port {port} .*already in use"):
+            start_cluster(settings, ports=ports)
+    assert not list(tmp_path.rglob("*.pid")), "no node should have started"
+
+
+def test_a_cluster_needs_distinct_ports_for_every_node(isolated: Settings) -> None:
+    with pytest.raises(BrokerError, match="3 pairs of distinct ports"):
+        start_cluster(isolated, ports=[(20_000, 20_001), (20_002, 20_003), (20_000, 20_005)])

@@ -40,6 +40,11 @@ from pydantic import AliasChoices
 from streams import worker as worker_module
 from streams.alerts import alerts_topic
 from streams.app import create_app
+from streams.broker import (
+    CLUSTER_BROKER_CONFIG,
+    CLUSTER_MIN_INSYNC_REPLICAS,
+    CLUSTER_REPLICATION_FACTOR,
+)
 from streams.cli import cli
 from streams.cli_serve import EXAMPLE_ASSUMPTIONS
 from streams.dashboard.server import HOST as DASHBOARD_HOST
@@ -886,6 +891,51 @@ def test_one_kafka_node_can_be_down_as_the_replication_settings_promise() -> Non
         assert config["min.insync.replicas"] < factor <= brokers
     transactions = "transaction.state.log"
     assert config[f"{transactions}.min.isr"] < config[f"{transactions}.replication.factor"]
+
+
+def test_the_kafka_cluster_replicates_as_the_local_cluster_gemba_tests_a_node_loss_on() -> None:
+    (kafka,) = resources("Kafka", STRIMZI_API)
+    config = {name: str(value) for name, value in kafka["spec"]["kafka"]["config"].items()}
+    required = {
+        "default.replication.factor", "min.insync.replicas", "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+    }  # fmt: skip
+    differ = {
+        name: (config.get(name), value)
+        for name, value in CLUSTER_BROKER_CONFIG.items()
+        if name in required or name in config
+        if config.get(name) != value
+    }
+
+    assert required <= CLUSTER_BROKER_CONFIG.keys()
+    assert not differ, f"kafka.yaml says, streams/broker.py says: {differ}"
+    assert (CLUSTER_REPLICATION_FACTOR, CLUSTER_MIN_INSYNC_REPLICAS) == (3, 2)
+
+
+def test_kubernetes_workers_and_faust_create_topics_with_the_clusters_replication(
+    worker_apps: dict[str, WorkerApp],
+) -> None:
+    declared = {t["spec"]["replicas"] for t in k8s_kafka_topics().values()}
+    assert declared == {CLUSTER_REPLICATION_FACTOR}, "topics.yaml"
+    for container in workers(k8s_containers()):
+        built = worker_apps[container.where]
+        assert built.settings.topic_replication_factor == CLUSTER_REPLICATION_FACTOR, (
+            container.where
+        )
+        assert built.app.conf.topic_replication_factor == CLUSTER_REPLICATION_FACTOR, (
+            container.where
+        )
+
+
+def test_compose_workers_ask_for_no_more_replicas_than_its_brokers() -> None:
+    brokers = [
+        service
+        for service in compose()["services"].values()
+        if str(service.get("image", "")).startswith("apache/kafka:")
+    ]
+    for container in workers(compose_containers()):
+        factor = settings_of(container).topic_replication_factor
+        assert factor <= len(brokers), f"{container.where}: replication {factor}"
 
 
 def test_the_configmap_reaches_kafka_the_way_the_cluster_listens() -> None:

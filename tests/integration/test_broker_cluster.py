@@ -218,7 +218,7 @@ def _lose_a_node(cluster: LocalCluster, state: Path) -> NodeLost:
                 topic: [str(p["partition_index"]) for p in ps if killed not in p["isr_nodes"]]
                 for topic, ps in _partitions(admin, topics).items()
             }
-        mark(f"node {killed} back in every ISR")
+        mark(f"node {killed} missing from ISRs: {rejoined or 'none'}")
         rows = setup.query_archive("SELECT count(*), count(DISTINCT event_id) FROM events")
     finally:
         admin.close()

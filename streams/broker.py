@@ -222,7 +222,7 @@ def _classpath(libs: Path) -> str:
     return f"{libs}/*"
 
 
-def new_cluster_id() -> str:
+def _new_cluster_id() -> str:
     """A random KRaft cluster id (base64url of 16 bytes, as Kafka's own)."""
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     # One id in 64 starts with "-", which the storage tool reads as an option; Kafka's own
@@ -241,7 +241,7 @@ def _format_storage(
     if (data / "meta.properties").exists():
         return
     command = [java, "-cp", _classpath(libs), "kafka.tools.StorageTool", "format",
-               "-t", cluster_id or new_cluster_id(), "-c", str(properties),
+               "-t", cluster_id or _new_cluster_id(), "-c", str(properties),
                "--ignore-formatted"]  # fmt: skip
     for credential in scram_credentials:
         command += ["--add-scram", credential]
@@ -478,7 +478,7 @@ def start_cluster(
         )
     layout = _cluster_layout(settings, nodes, ports)
     stored = (_stored_cluster_id(node.settings.broker_data_dir / "data") for node in layout)
-    cluster_id = next((found for found in stored if found), None) or new_cluster_id()
+    cluster_id = next((found for found in stored if found), None) or _new_cluster_id()
     bootstrap = ",".join(node.address for node in layout)
     cluster = LocalCluster(
         cluster_id=cluster_id,

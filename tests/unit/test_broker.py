@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from streams.broker import (
+    CLUSTER_BROKER_CONFIG,
     BrokerError,
+    ClusterNode,
+    LocalCluster,
     broker_status,
     ensure_kafka_libs,
     start_broker,
@@ -99,3 +102,24 @@ def test_a_cluster_refuses_a_taken_port_before_starting_any_node(tmp_path: Path)
 def test_a_cluster_needs_distinct_ports_for_every_node(isolated: Settings) -> None:
     with pytest.raises(BrokerError, match="3 pairs of distinct ports"):
         start_cluster(isolated, ports=[(20_000, 20_001), (20_002, 20_003), (20_000, 20_005)])
+
+
+def test_every_cluster_node_is_a_voter_of_one_quorum_replicating_three_times(
+    tmp_path: Path,
+) -> None:
+    base = Settings(state_dir=tmp_path, kafka_bootstrap_servers=None)
+    nodes = tuple(
+        ClusterNode(k, base.model_copy(update={"broker_port": 9090 + 2 * k,
+                                              "broker_controller_port": 9091 + 2 * k}))
+        for k in (1, 2, 3)
+    )  # fmt: skip
+    cluster = LocalCluster("cluster-id", nodes, base)
+
+    for node in nodes:
+        properties = cluster.properties(node)
+        assert properties["node.id"] == str(node.node_id)
+        assert properties["controller.quorum.voters"] == (
+            "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
+        )
+        assert CLUSTER_BROKER_CONFIG.items() <= properties.items()
+    assert cluster.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"

@@ -6,6 +6,8 @@ import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from kafka.errors import InvalidReplicationFactorError
+
 from events.errors import PublishError
 from events.producer import LOG_TOPIC_CONFIG, KafkaEventPublisher, check_reachable, ensure_topic
 from events.pseudonyms import Pseudonymiser
@@ -132,6 +134,13 @@ def ensure_topic_for(
             client_options=kafka_client_options(settings),
             replication_factor=settings.topic_replication_factor,
         )
+    except InvalidReplicationFactorError:
+        raise PublishError(
+            f"Kafka at {settings.bootstrap_servers} refused to create the topic {topic} with "
+            f"{settings.topic_replication_factor} replicas: it has fewer brokers than that. "
+            "Set GEMBA_TOPIC_REPLICATION_FACTOR to at most the number of brokers (1 for a "
+            "single broker, 3 for a cluster of three or more)."
+        ) from None
     except PublishError as exc:
         raise _no_session(settings, exc) from None
 

@@ -17,7 +17,9 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from events import CallLogged, CallOutcome, Direction, EmailLogged, decode, encode
+from events.errors import PublishError
 from events.producer import KafkaEventPublisher, ensure_topic
+from streams.kafka_clients import ensure_topic_for
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -154,3 +156,12 @@ def env_for(settings: Settings) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     env["GEMBA_LOG_FORMAT"] = "json"
     return env
+
+
+def test_more_replicas_than_brokers_is_refused_naming_the_setting_to_change(
+    kafka_settings: Settings, topic: str
+) -> None:
+    three = kafka_settings.model_copy(update={"topic_replication_factor": 3})
+
+    with pytest.raises(PublishError, match=r"3 replicas: .*GEMBA_TOPIC_REPLICATION_FACTOR .*1 for"):
+        ensure_topic_for(three, topic)

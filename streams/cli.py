@@ -14,6 +14,7 @@ import click
 import orjson
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from events import EVENT_TYPES, PublishError, json_schema
 from events.producer import publish_jsonl
@@ -34,6 +35,7 @@ from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.logs import configure_logging
 from streams.progress import byte_progress
 from streams.settings import Settings
+from streams.terminal_text import literal, printable_json
 
 __all__ = ["cli", "main"]
 
@@ -132,7 +134,7 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
             recorded_at=datetime.now(UTC),
         )  # fmt: skip
     for refused in report.refused:
-        err.print(f"[red]refused[/] {refused}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("refused", "red"), " ", literal(refused)), soft_wrap=True)
     click.echo(
         f"published {report.published:,} event(s) to {topic}; refused {len(report.refused):,}"
     )
@@ -180,7 +182,7 @@ def deal(ctx: click.Context, deal_id: str, as_json: bool) -> None:
 
     body = _worker_get(_settings(ctx), f"/gemba/deals/{urllib.parse.quote(deal_id)}/")
     if as_json:
-        click.echo(body.decode())
+        click.echo(printable_json(body.decode()))
         return
     Console().print(deal_timeline(DealValueStream.model_validate_json(body)))
 
@@ -202,7 +204,7 @@ def rollups(ctx: click.Context, dimension: str, month: str | None, as_json: bool
     query = f"?month={urllib.parse.quote(month)}" if month else ""
     body = _worker_get(_settings(ctx), f"/gemba/rollups/{dimension}/{query}")
     if as_json:
-        click.echo(body.decode())
+        click.echo(printable_json(body.decode()))
         return
     stages = ValueStreamFolder.from_settings(_settings(ctx)).policy.stages.order
     Console().print(rollup_table(dimension, month, orjson.loads(body), stages))
@@ -266,5 +268,5 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except (GembaError, PublishError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("error:", "bold red"), " ", literal(exc)), soft_wrap=True)
         sys.exit(2)

@@ -12,12 +12,12 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from rich.console import Console
-from rich.table import Table
 
 from projections.alerts import AlertKind, StallAlert
 from streams.errors import GembaError
 from streams.kafka_clients import kafka_client_options
 from streams.settings import Settings
+from streams.terminal_text import LiteralTable, printable, printable_json
 
 __all__ = ["alert_line", "alerts", "follow_alerts", "register"]
 
@@ -44,7 +44,11 @@ def _span(span: timedelta) -> str:
 
 
 def alert_line(alert: StallAlert) -> str:
-    """One alert on one line, for `--follow`."""
+    """One alert on one line, for `--follow`, its text shown literally (see printable)."""
+    return printable(_describe(alert))
+
+
+def _describe(alert: StallAlert) -> str:
     who = f"{alert.deal_id} (account {alert.account_id}, owner {alert.owner_id})"
     if alert.kind is AlertKind.STALLED:
         silent = _span(alert.occurred_at - alert.silent_since)
@@ -59,10 +63,10 @@ def alert_line(alert: StallAlert) -> str:
     )
 
 
-def _open_table(document: dict[str, Any]) -> Table:
+def _open_table(document: dict[str, Any]) -> LiteralTable:
     watermarks = [datetime.fromisoformat(w) for w in document["watermarks"].values()]
     now = max(watermarks, default=None)
-    table = Table(title="Open stall episodes", title_justify="left")
+    table = LiteralTable(title="Open stall episodes", title_justify="left")
     for column in ("deal", "account", "owner", "stage", "stalled at", "stalled for", "threshold"):
         table.add_column(column)
     table.add_column("last value-added touch")
@@ -84,8 +88,8 @@ def _open_table(document: dict[str, Any]) -> Table:
     return table
 
 
-def _quality_table(document: dict[str, Any]) -> Table:
-    table = Table(
+def _quality_table(document: dict[str, Any]) -> LiteralTable:
+    table = LiteralTable(
         title=f"Stall alert quality over {document['closed_deals']:,} closed deals "
         f"(policy {document['policy_version']})",
         title_justify="left",
@@ -166,7 +170,7 @@ def alerts(
         return
     document = _worker_json(settings, "/gemba/alerts/quality/" if quality else "/gemba/alerts/")
     if as_json:
-        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        click.echo(printable_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
         return
     Console().print(_quality_table(document) if quality else _open_table(document))
 
@@ -176,7 +180,7 @@ def _follow(settings: Settings, as_json: bool, count: int | None) -> None:
     seen = 0
     try:
         for alert in follow_alerts(settings, ready):
-            click.echo(alert.model_dump_json() if as_json else alert_line(alert))
+            click.echo(printable_json(alert.model_dump_json()) if as_json else alert_line(alert))
             seen += 1
             if count is not None and seen >= count:
                 return

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
+from rich.text import Text
 
 from streams.assumptions_report import (
     VERDICT_RULES,
@@ -19,6 +19,7 @@ from streams.assumptions_report import (
 )
 from streams.cli_history import _guarded, _json, _log, _policy, _settings, parse_as_of, wide_console
 from streams.errors import GembaError
+from streams.terminal_text import LiteralTable, literal, literal_lines, printable
 
 if TYPE_CHECKING:
     from projections.assumption_file import Assumptions
@@ -70,9 +71,9 @@ def _load(path: Path) -> Assumptions:
         raise GembaError(str(exc)) from None
 
 
-def _claims_table(report: AssumptionsReport) -> Table:
+def _claims_table(report: AssumptionsReport) -> LiteralTable:
     confidence = report.reproducibility.evaluation.confidence
-    table = Table(
+    table = LiteralTable(
         "claim", "metric", "cohort (closed)", "other (closed)", "effect",
         f"{confidence:.0%} interval", "p", "Holm p", "verdict",
         title=f"{report.title or 'Strategy assumptions'}, {_when(report)}",
@@ -84,21 +85,24 @@ def _claims_table(report: AssumptionsReport) -> Table:
             low, high = (figure(bound, metric, effect=True) for bound in result.interval)
             interval = f"[{low}, {high}]"
         colour = _COLOURS[str(result.verdict)]
+        other = "the rest" if claim.other is None else claim.other.describe()
         table.add_row(
-            f"[bold]{claim.name}[/]\n[dim]{claim.cohort.describe()}\n"
-            f"vs {'the rest' if claim.other is None else claim.other.describe()}[/]",
-            f"{metric}\n(expect {claim.expect})",
+            Text.assemble(
+                literal(claim.name, "bold"), "\n",
+                literal_lines([claim.cohort.describe(), f"vs {other}"], "dim"),
+            ),
+            literal_lines([metric, f"(expect {claim.expect})"]),
             f"{figure(result.cohort.value, metric)} ({result.cohort.measured:,})",
             f"{figure(result.other.value, metric)} ({result.other.measured:,})",
             figure(result.effect, metric, effect=True), interval,
             p_text(result.p_value), p_text(result.adjusted_p),
-            f"[{colour}]{result.verdict}[/]\n{result.reason}",
+            Text.assemble(literal(result.verdict, colour), "\n", literal(result.reason)),
         )  # fmt: skip
     return table
 
 
-def _trend_table(name: str, reports: tuple[AssumptionsReport, ...]) -> Table:
-    table = Table(
+def _trend_table(name: str, reports: tuple[AssumptionsReport, ...]) -> LiteralTable:
+    table = LiteralTable(
         "month end", "cohort", "other", "effect", "interval", "Holm p", "verdict",
         title=f"Trend: {name}", title_justify="left",
     )  # fmt: skip
@@ -112,7 +116,7 @@ def _trend_table(name: str, reports: tuple[AssumptionsReport, ...]) -> Table:
         table.add_row(
             period_label(report), f"{result.cohort.measured:,}", f"{result.other.measured:,}",
             figure(result.effect, metric, effect=True), interval, p_text(result.adjusted_p),
-            f"[{colour}]{result.verdict}[/]",
+            literal(result.verdict, colour),
         )  # fmt: skip
     return table
 
@@ -212,9 +216,9 @@ def check(
         for result in final.results:
             console.print(_trend_table(result.claim.name, reports))
     for line in _reproduce_lines(document, file):
-        click.echo(line)
+        click.echo(printable(line))
     if html_out is not None:
-        click.echo(f"HTML report: {html_out}")
+        click.echo(printable(f"HTML report: {html_out}"))
 
 
 @assumptions.command("fields")
@@ -239,13 +243,13 @@ def fields(as_json: bool) -> None:
             )
         )
         return
-    facts = Table("field", "kind", "meaning", title="Deal facts (cohorts test these)")
+    facts = LiteralTable("field", "kind", "meaning", title="Deal facts (cohorts test these)")
     for field in FIELDS.values():
         facts.add_row(field.name, str(field.kind), field.meaning)
-    metrics = Table("metric", "meaning", title="Metrics (closed deals only)")
+    metrics = LiteralTable("metric", "meaning", title="Metrics (closed deals only)")
     for metric in METRICS.values():
         metrics.add_row(metric.name, metric.meaning)
-    operators = Table("op", "applies to", title="Operators")
+    operators = LiteralTable("op", "applies to", title="Operators")
     for op, kinds in OPERATORS.items():
         operators.add_row(op, ", ".join(sorted(map(str, kinds))))
     console = wide_console()

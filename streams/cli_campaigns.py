@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from streams.cli_history import (
     _guarded,
@@ -22,6 +21,7 @@ from streams.cli_history import (
     wide_console,
 )
 from streams.errors import GembaError
+from streams.terminal_text import LiteralTable, printable
 
 __all__ = ["campaigns", "load_costs", "not_opened_document", "register"]
 
@@ -99,13 +99,16 @@ def _echo_not_opened(not_opened: Mapping[str, int], shown: int = 20) -> None:
     )
     more = f", and {len(not_opened) - shown:,} more" if len(not_opened) > shown else ""
     click.echo(
-        f"{len(not_opened):,} deal(s) not opened (events but no deal_opened), so on no journey: "
-        f"{listed}{more}. Send their deal_opened events to count them (--json lists all)."
+        printable(
+            f"{len(not_opened):,} deal(s) not opened (events but no deal_opened), so on no "
+            f"journey: {listed}{more}. Send their deal_opened events to count them "
+            "(--json lists all)."
+        )
     )
 
 
-def _print_table(rows: Any, model: str, head: str) -> None:
-    table = Table(
+def _campaign_table(rows: Any, model: str, head: str) -> LiteralTable:
+    table = LiteralTable(
         "campaign", "responses", "accounts", "deals", "won", "stalled", "pipeline",
         f"revenue ({model})", "cost", "ROI", "days to win", "PCE", "waste",
         title=head,
@@ -118,33 +121,39 @@ def _print_table(rows: Any, model: str, head: str) -> None:
             _pct(row.roi), _days(row.median_days_to_win),
             _pct(row.process_cycle_efficiency), _pct(row.waste_share),
         )  # fmt: skip
-    wide_console().print(table)
+    return table
 
 
-def _print_comparison(comparisons: Any) -> None:
-    table = Table("campaign", *MODELS, "finding", title="Credit (and rank) under each model")
+def _comparison_table(comparisons: Any) -> LiteralTable:
+    table = LiteralTable("campaign", *MODELS, "finding", title="Credit (and rank) under each model")
     for each in comparisons:
         cells = [
             f"{_money(each.credits.get(model))} (#{each.ranks.get(model, '-')})" for model in MODELS
         ]
         table.add_row(each.campaign_id, *cells, "; ".join(each.findings) or "-")
-    wide_console().print(table)
+    return table
+
+
+def _print_comparison(comparisons: Any) -> None:
+    wide_console().print(_comparison_table(comparisons))
     flagged = [each.campaign_id for each in comparisons if each.flagged]
     if flagged:
         click.echo(
-            f"{len(flagged)} campaign(s) whose credit depends on the model: {', '.join(flagged)}. "
-            "Treat their credit as a finding to investigate, not a fact."
+            printable(
+                f"{len(flagged)} campaign(s) whose credit depends on the model: "
+                f"{', '.join(flagged)}. Treat their credit as a finding to investigate, not a fact."
+            )
         )
 
 
-def _print_flow(links: Any) -> None:
-    table = Table("from", "to", "deals", "value", title="Campaign flow (Sankey links)")
+def _flow_table(links: Any) -> LiteralTable:
+    table = LiteralTable("from", "to", "deals", "value", title="Campaign flow (Sankey links)")
     for link in links:
         table.add_row(
             f"{link.source.layer}: {link.source.name}", f"{link.target.layer}: {link.target.name}",
             f"{link.deals:,}", _money(link.value),
         )  # fmt: skip
-    wide_console().print(table)
+    return table
 
 
 def _flow_document(links: Any) -> list[dict[str, Any]]:
@@ -214,7 +223,7 @@ def campaigns(
         if as_json:
             click.echo(_json([_comparison_document(each) for each in comparisons]))
         else:
-            click.echo(head)
+            click.echo(printable(head))
             _print_comparison(comparisons)
             _echo_not_opened(history.not_opened)
         return
@@ -223,8 +232,8 @@ def campaigns(
         if as_json:
             click.echo(_json(_flow_document(links)))
         else:
-            click.echo(head)
-            _print_flow(links)
+            click.echo(printable(head))
+            wide_console().print(_flow_table(links))
             _echo_not_opened(history.not_opened)
         return
     rows = history.table(model, spend)
@@ -241,7 +250,7 @@ def campaigns(
             )
         )
         return
-    _print_table(rows, model, head)
+    wide_console().print(_campaign_table(rows, model, head))
     unattributed = sum(
         (j.deal.revenue or Decimal(0) for j in history.journeys if j.deal.revenue and not j.path),
         Decimal(0),

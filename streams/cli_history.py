@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from streams.errors import GembaError
 from streams.settings import Settings
+from streams.terminal_text import LiteralTable, literal, literal_lines, printable, printable_json
 
 if TYPE_CHECKING:
     import duckdb
@@ -90,11 +90,14 @@ def _json_default(value: Any) -> Any:
 
 
 def _json(document: Any) -> str:
-    return orjson.dumps(
-        document,
-        default=_json_default,
-        option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS,
-    ).decode()
+    """Pretty JSON, with nothing in it a terminal would act on (see printable_json)."""
+    return printable_json(
+        orjson.dumps(
+            document,
+            default=_json_default,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS,
+        ).decode()
+    )
 
 
 def _cell(value: Any) -> str:
@@ -143,10 +146,7 @@ def query(ctx: click.Context, sql: str, fmt: str, raw_csv: bool) -> None:
     elif fmt == "csv":
         _print_csv(result.columns, result.rows, raw=raw_csv)
     else:
-        table = Table(*result.columns)
-        for row in result.rows:
-            table.add_row(*map(_cell, row))
-        Console().print(table)
+        Console().print(_rows_table(result.columns, result.rows))
         click.echo(f"{len(result.rows):,} row(s)")
 
 
@@ -160,6 +160,13 @@ def _print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: bo
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(cells(columns))
     writer.writerows(cells("" if v is None else v for v in row) for row in rows)
+
+
+def _rows_table(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> LiteralTable:
+    table = LiteralTable(*columns)
+    for row in rows:
+        table.add_row(*map(_cell, row))
+    return table
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -188,7 +195,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
         if report.as_of
         else "The archive holds no events yet."
     )
-    stages = Table(
+    stages = LiteralTable(
         "stage",
         "deals",
         "PCE",
@@ -205,7 +212,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
             _minutes(row["lead_time_min"]), _minutes(row["value_added_min"]),
             _minutes(row["waste_min"]), _minutes(row["wait_min"]),
         )  # fmt: skip
-    wastes = Table(
+    wastes = LiteralTable(
         "waste",
         "measured as",
         "minutes",
@@ -218,9 +225,9 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
         wastes.add_row(
             str(line["category"]).replace("_", "-"), str(line["measured_as"]),
             _minutes(line["minutes"]), _pct(line["share"]),
-            "\n".join(_example(example) for example in line["examples"]),
+            literal_lines(_example(example) for example in line["examples"]),
         )  # fmt: skip
-    stalled = Table(
+    stalled = LiteralTable(
         "deal",
         "owner",
         "stage",
@@ -235,7 +242,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
             f"{row['silent_days']:.1f}", f"{row['threshold_days']:.1f}",
         )  # fmt: skip
     days = report.period.days
-    changes = Table(
+    changes = LiteralTable(
         "figure",
         f"previous {days} d",
         f"last {days} d",
@@ -252,7 +259,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
         changes.add_row(
             change.metric.replace("_", " "), _cell(change.previous), _cell(change.current), delta
         )
-    return [head, stages, wastes, stalled, changes]
+    return [literal(head), stages, wastes, stalled, changes]
 
 
 @click.command()
@@ -389,40 +396,52 @@ def _replay_summary(replayed: Replay | SqlReplay, source: str, engine: str) -> d
     }
 
 
+def _echo(line: str) -> None:
+    """One line of a summary, its text shown literally (see printable)."""
+    click.echo(printable(line))
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     known = (
         f" ({summary['events_known']:,} known as of {summary['as_of']})" if summary["as_of"] else ""
     )
     minutes = summary["minutes"]
     statuses = ", ".join(f"{k} {v:,}" for k, v in summary["deals_by_status"].items())
-    click.echo(
+    _echo(
         f"replayed {summary['events_read']:,} events from {summary['source']}{known} "
         f"under policy {summary['policy_version']} ({summary['engine']} fold)"
     )
-    click.echo(f"deals: {summary['deals']:,} ({statuses}); PCE {_pct(summary['pce'])}")
-    click.echo(
+    _echo(f"deals: {summary['deals']:,} ({statuses}); PCE {_pct(summary['pce'])}")
+    _echo(
         "minutes: " + ", ".join(f"{k.replace('_', ' ')} {_minutes(v)}" for k, v in minutes.items())
     )
-    click.echo(f"content hash: {summary['content_hash']}")
+    _echo(f"content hash: {summary['content_hash']}")
 
 
 def _print_diff(
     base: Replay | SqlReplay, other: Replay | SqlReplay, differences: list[Any], top: int
 ) -> None:
-    before, after = base.totals, other.totals
-    click.echo(
+    _echo(
         f"{len(differences):,} of {base.deals:,} deals change from policy "
         f"{base.policy_version} to {other.policy_version}"
     )
-    table = Table(
+    console = Console()
+    for table in _diff_tables(base, other, differences, top):
+        console.print(table)
+
+
+def _diff_tables(
+    base: Replay | SqlReplay, other: Replay | SqlReplay, differences: list[Any], top: int
+) -> list[LiteralTable]:
+    """All deals' figures under both policies, then the deals that change most."""
+    table = LiteralTable(
         "figure", base.policy_version, other.policy_version, title="All deals", title_justify="left"
     )
-    figures_before = _figure_row(before)
-    for name, value in _figure_row(after).items():
+    figures_before = _figure_row(base.totals)
+    for name, value in _figure_row(other.totals).items():
         table.add_row(name, _cell(figures_before[name]), _cell(value))
-    Console().print(table)
     ranked = sorted(differences, key=lambda d: -abs(_change(d, "waste")))[:top]
-    deals = Table(
+    deals = LiteralTable(
         "deal",
         "figure: before -> after",
         "touches reclassified",
@@ -434,8 +453,9 @@ def _print_diff(
             f"{name}: {_cell(old)} -> {_cell(new)}"
             for name, (old, new) in sorted(difference.figures.items())
         ]
-        deals.add_row(difference.deal_id, "\n".join(lines), str(difference.touches_reclassified))
-    Console().print(deals)
+        reclassified = str(difference.touches_reclassified)
+        deals.add_row(difference.deal_id, literal_lines(lines), reclassified)
+    return [table, deals]
 
 
 def _figure_row(totals: Any) -> dict[str, Any]:
@@ -586,7 +606,7 @@ def audit_verify(ctx: click.Context) -> None:
     with reading(_settings(ctx)) as connection:
         outcome = _guarded(lambda: verify_archive(connection))
     for finding in outcome.findings:
-        click.echo(str(finding))
+        _echo(str(finding))
     verdict = "intact" if outcome.intact else f"{len(outcome.findings)} problem(s)"
     click.echo(
         f"verified {outcome.events:,} events in {outcome.partitions} partition chain(s): {verdict}"

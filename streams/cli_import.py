@@ -11,7 +11,7 @@ from typing import IO, Protocol
 
 import click
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from events import EventBase
 from events.codec import encode
@@ -23,6 +23,7 @@ from streams.errors import GembaError
 from streams.kafka_clients import ensure_topic_for, open_publisher
 from streams.progress import byte_progress
 from streams.settings import Settings
+from streams.terminal_text import literal, printable
 
 __all__ = ["EXIT_REFUSED", "import_command", "register"]
 
@@ -78,18 +79,20 @@ def _destination(
 def _summary(tally: ImportTally, where: str, show: int, dry_run: bool) -> None:
     shown = tally.first_refused[:show]
     for refused in shown:
-        err.print(f"[red]refused[/] {escape(str(refused))}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("refused", "red"), " ", literal(refused)), soft_wrap=True)
     if tally.refused > len(shown):
         err.print(f"... and {tally.refused - len(shown):,} more refused", highlight=False)
     for reason, count in tally.refused_by_reason.most_common():
-        err.print(f"refused {count:,}: {escape(reason)}", highlight=False, soft_wrap=True)
+        err.print(literal(f"refused {count:,}: {reason}"), soft_wrap=True)
     for reason, count in tally.skipped.most_common():
-        err.print(f"skipped {count:,}: {escape(reason)}", highlight=False, soft_wrap=True)
+        err.print(literal(f"skipped {count:,}: {reason}"), soft_wrap=True)
     types = ", ".join(f"{kind} {count:,}" for kind, count in sorted(tally.by_type.items()))
     verb = "would import" if dry_run else "imported"
     click.echo(
-        f"{verb} {tally.imported:,} event(s){f' ({types})' if types else ''} {where}; "
-        f"skipped {tally.total_skipped:,}; refused {tally.refused:,}"
+        printable(
+            f"{verb} {tally.imported:,} event(s){f' ({types})' if types else ''} {where}; "
+            f"skipped {tally.total_skipped:,}; refused {tally.refused:,}"
+        )
     )
 
 

@@ -15,6 +15,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from streams.terminal_text import printable
+
 __all__ = ["PROGRESS_MIN_BYTES", "byte_progress"]
 
 PROGRESS_MIN_BYTES = 1_000_000
@@ -29,9 +31,9 @@ def byte_progress(total: int, label: str, console: Console) -> Iterator[Callable
         yield lambda _n: None
         return
     columns = (
-        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(printable(label), total=total)  # a file name is data
         yield lambda n: bar.advance(task, n)

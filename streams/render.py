@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from projections.categories import TouchClass
@@ -14,6 +13,7 @@ from projections.rollup import totals_from_vector
 from projections.totals import Totals
 from projections.touches import Touch
 from projections.value_stream import DealValueStream
+from streams.terminal_text import LiteralTable, literal
 
 __all__ = ["deal_timeline", "minutes", "rollup_table"]
 
@@ -46,15 +46,15 @@ def _what(touch: Touch) -> str:
 
 def _class_text(touch: Touch) -> Text:
     if touch.touch_class is None:
-        return Text("ball in our court", style="cyan")
+        return literal("ball in our court", style="cyan")
     label = LABEL[touch.touch_class]
     if touch.waste is not None:
         label = f"{label} ({touch.waste.value.replace('_', '-')})"
-    return Text(label, style=STYLE[touch.touch_class])
+    return literal(label, style=STYLE[touch.touch_class])
 
 
-def _timeline(stream: DealValueStream) -> Table:
-    table = Table(title=f"Deal {stream.deal_id}: touches and gaps", title_justify="left")
+def _timeline(stream: DealValueStream) -> LiteralTable:
+    table = LiteralTable(title=f"Deal {stream.deal_id}: touches and gaps", title_justify="left")
     for column in ("when", "stage", "what", "class", "minutes"):
         table.add_column(column, justify="right" if column == "minutes" else "left")
     cursor = stream.opened_at
@@ -67,11 +67,11 @@ def _timeline(stream: DealValueStream) -> Table:
     return table
 
 
-def _gap(table: Table, start: datetime, end: datetime) -> None:
+def _gap(table: LiteralTable, start: datetime, end: datetime) -> None:
     if end > start:
         dim = "dim"
-        table.add_row("", "", Text("... no one working on it", style=dim),
-                      Text("wait", style=dim), Text(minutes(end - start), style=dim))  # fmt: skip
+        table.add_row("", "", literal("... no one working on it", dim), literal("wait", dim),
+                      literal(minutes(end - start), dim))  # fmt: skip
 
 
 def _pce(totals: Totals) -> str:
@@ -79,8 +79,8 @@ def _pce(totals: Totals) -> str:
     return "-" if pce is None else f"{pce:.2%}"
 
 
-def _totals(stream: DealValueStream) -> Table:
-    table = Table(title="Where the time went (minutes)", title_justify="left")
+def _totals(stream: DealValueStream) -> LiteralTable:
+    table = LiteralTable(title="Where the time went (minutes)", title_justify="left")
     for column in ("stage", "lead", "VA", "NNVA", "waste", "wait", "of which on us", "PCE"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     rows = [(each.stage, each.totals) for each in stream.stages] + [("deal", stream.totals)]
@@ -98,10 +98,12 @@ def deal_timeline(stream: DealValueStream) -> RenderableType:
     """The whole text value-stream map of one deal."""
     closed = f", closed {_when(stream.closed_at)}" if stream.closed_at else ""
     header = Text.assemble(
-        (f"{stream.deal_id}", "bold"),
-        f"  {stream.status.value} in {stream.stage}, owner {stream.owner_id}, opened "
-        f"{_when(stream.opened_at)}{closed}; as of {_when(stream.as_of)}; "
-        f"rework {stream.totals.rework}; policy {stream.policy_version}",
+        literal(stream.deal_id, "bold"),
+        literal(
+            f"  {stream.status.value} in {stream.stage}, owner {stream.owner_id}, opened "
+            f"{_when(stream.opened_at)}{closed}; as of {_when(stream.as_of)}; "
+            f"rework {stream.totals.rework}; policy {stream.policy_version}"
+        ),
     )
     return Group(header, _timeline(stream), _totals(stream))
 
@@ -111,22 +113,22 @@ def rollup_table(
     month: str | None,
     rows: dict[str, dict[str, int]],
     flow_order: Sequence[str] = (),
-) -> Table:
+) -> LiteralTable:
     """Roll-up totals per value of a dimension, in minutes, with PCE; stages in flow order."""
     title = f"Value stream by {dimension}" + (f", {month}" if month else "") + " (minutes)"
-    table = Table(title=title, title_justify="left")
+    table = LiteralTable(title=title, title_justify="left")
     for column in (dimension, "deals", "lead", "VA", "NNVA", "waste", "wait", "rework", "PCE"):
         table.add_column(column, justify="left" if column == dimension else "right")
 
     def position(item: tuple[str, dict[str, int]]) -> tuple[int, str]:
-        value, _, bucket = item[0].partition("|")
+        value, _, bucket = item[0].rpartition("|")  # the value may hold a "|", the month not
         rank = flow_order.index(value) if value in flow_order else len(flow_order)
         return (rank, f"{bucket}|{value}")
 
     for name, flat in sorted(rows.items(), key=position):
         totals = totals_from_vector(flat)
         table.add_row(
-            name.replace("|", "  "), f"{totals.deals:,}", minutes(totals.lead_time),
+            "  ".join(name.rpartition("|")[::2]), f"{totals.deals:,}", minutes(totals.lead_time),
             minutes(totals.value_added), minutes(totals.necessary_non_value_added),
             minutes(totals.waste.total), minutes(totals.wait), f"{totals.rework:,}", _pce(totals),
         )  # fmt: skip

@@ -30,15 +30,22 @@ from streams.simulator import (
     paced,
     write_jsonl,
 )
+from streams.terminal_text import literal, printable
 
 __all__ = ["simulate"]
 
 err = Console(stderr=True)
 
 
+def say(line: str) -> None:
+    """A line on stderr, its text (file names, topics) shown literally."""
+    err.print(literal(line), soft_wrap=True)
+
+
 def _progress_bar(label: str) -> Progress:
+    shown = printable(label).replace("{", "{{").replace("}", "}}")  # a format, of a file name
     return Progress(
-        TextColumn(label), BarColumn(), TaskProgressColumn(),
+        TextColumn(shown, markup=False), BarColumn(), TaskProgressColumn(),
         TextColumn("{task.fields[events]:,} events"), TimeElapsedColumn(),
         console=err, disable=not err.is_terminal,
     )  # fmt: skip
@@ -54,7 +61,7 @@ def _write_history(config: SimulationConfig, out: Path) -> int:
 
         written = write_jsonl(out, config, progress=report)
     seconds = time.perf_counter() - started
-    err.print(
+    say(
         f"wrote {written.events:,} events ({written.bytes / 1e6:,.1f} MB) to {out} "
         f"in {seconds:.1f} s ({written.events / max(seconds, 1e-9):,.0f} events/s)"
     )
@@ -67,7 +74,7 @@ def _publish(records: Iterable[SimulatedEvent], settings: Settings, label: str) 
         for record in records:
             publisher.publish_encoded(record.key, record.line)
             count += 1
-    err.print(f"{label}: published {count:,} events to {settings.touches_topic}")
+    say(f"{label}: published {count:,} events to {settings.touches_topic}")
     return count
 
 
@@ -107,7 +114,7 @@ def _write_campaigns(config: SimulationConfig, path: Path) -> None:
         for campaign_id in sorted(truth.campaign_costs):
             name = truth.campaign_names.get(campaign_id, "")
             writer.writerow([campaign_id, name, f"{truth.campaign_costs[campaign_id]}.00"])
-    err.print(f"wrote {len(truth.campaign_costs)} campaigns with their costs to {path}")
+    say(f"wrote {len(truth.campaign_costs)} campaigns with their costs to {path}")
 
 
 @click.command()

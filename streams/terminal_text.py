@@ -88,9 +88,11 @@ class LiteralTable(Table):
             **options,
         )
 
-    def add_column(self, header: RenderableType = "", *args: Any, **options: Any) -> None:
-        """A column whose header (a string) is shown literally."""
-        super().add_column(_cell(header) or "", *args, **options)
+    def add_column(
+        self, header: RenderableType = "", footer: RenderableType = "", **options: Any
+    ) -> None:
+        """A column whose header and footer (strings) are shown literally."""
+        super().add_column(_cell(header) or "", _cell(footer) or "", **options)
 
     def add_row(self, *cells: RenderableType | None, **options: Any) -> None:
         """A row whose string cells are shown literally."""

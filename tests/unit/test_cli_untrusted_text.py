@@ -26,7 +26,7 @@ from projections.alerts import StallThresholds, check_stalls
 from projections.assumption_file import load_assumptions
 from projections.assumptions import check_assumptions
 from projections.campaign_history import campaign_history
-from projections.history_db import ReportChange, ValueStreamReport
+from projections.history_db import ReportChange, ValueStreamReport, replay, replay_diff
 from projections.policy import default_policy
 from projections.rollup import vector
 from projections.value_stream import DealValueStream, deal_value_stream
@@ -44,20 +44,26 @@ def printed(*renderables: RenderableType) -> str:
     return str(output)
 
 
-def _deal(stage: str, next_stage: str, segment: str) -> DealValueStream:
-    script = DealScript().opened(march(2, 9), stage=stage, segment=segment)
+ids = st.lists(
+    st.sampled_from([":smile:", ":thumbs_up:", "deal", "@", "/", "="]), min_size=1, max_size=3
+).map("".join)
+"""Identifiers allow only [A-Za-z0-9._:@/+=-], which still spells emoji codes."""
+
+
+def _deal(stage: str, next_stage: str, segment: str, deal_id: str = "deal-1") -> DealValueStream:
+    script = DealScript(deal_id=deal_id).opened(march(2, 9), stage=stage, segment=segment)
     script.stage(march(3, 9), next_stage).call(march(20, 9), 20).won(march(25, 9))
     return deal_value_stream(script.events, default_policy(), march(26, 0))
 
 
 @settings(max_examples=40, deadline=None)
-@given(stage=untrusted, next_stage=untrusted, segment=untrusted)
-def test_the_deal_map_shows_stage_names_literally(
-    stage: str, next_stage: str, segment: str
+@given(stage=untrusted, next_stage=untrusted, segment=untrusted, deal_id=ids)
+def test_the_deal_map_shows_stage_names_and_deal_ids_literally(
+    stage: str, next_stage: str, segment: str, deal_id: str
 ) -> None:
-    stream = _deal(stage, next_stage, segment)
+    stream = _deal(stage, next_stage, segment, deal_id)
 
-    assert_literal(printed(deal_timeline(stream)), [stage, next_stage])
+    assert_literal(printed(deal_timeline(stream)), [stage, next_stage, f"Deal {deal_id}:"])
 
 
 @settings(max_examples=40, deadline=None)
@@ -262,3 +268,21 @@ def test_the_assumptions_tables_show_titles_and_cohort_values_literally(
     )
 
     assert_literal(output, [title, segment, "smb"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(deal_id=ids, stage=untrusted)
+def test_the_replay_diff_tables_show_deal_ids_literally(deal_id: str, stage: str) -> None:
+    script = DealScript(deal_id=deal_id).opened(march(2, 9), stage=stage)
+    script.email(march(3, 9)).call(march(4, 9), 20)
+    records = [(event, event.occurred_at) for event in script.events]
+    base_policy = default_policy()
+    minutes = base_policy.standard_minutes.model_copy(update={"email": 30})
+    other_policy = base_policy.model_copy(
+        update={"name": "longer-emails", "standard_minutes": minutes}
+    )
+    base, other = replay(records, base_policy), replay(records, other_policy)
+
+    output = printed(*cli_history._diff_tables(base, other, replay_diff(base, other), top=5))
+
+    assert_literal(output, [deal_id, "longer-emails"])

@@ -24,6 +24,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from streams.broker import broker_status, start_broker, stop_broker
 from streams.errors import GembaError
@@ -38,6 +39,7 @@ from streams.simulator import (
     paced,
     silent_deal_ids,
 )
+from streams.terminal_text import literal
 from streams.worker import ensure_topics
 
 __all__ = ["DemoOptions", "run_demo", "stop_demo"]
@@ -280,7 +282,8 @@ def _wait_for_worker(settings: Settings, console: Console, timeout_s: float = 18
     console.print("the worker is still catching up; the live stream starts anyway")
 
 
-def _describe(settings: Settings, options: DemoOptions, state: DemoState) -> str:
+def _describe(settings: Settings, options: DemoOptions, state: DemoState) -> Text:
+    """What runs where and how to look at it; settings and paths shown literally."""
     config = options.simulation
     history = state.history or {}
     broker = (
@@ -294,8 +297,8 @@ def _describe(settings: Settings, options: DemoOptions, state: DemoState) -> str
     example = silent or history.get("first_deal") or "<deal id>"
     why = "a deal that went silent: see its wait" if silent else "the first deal opened"
     last_month = f"{config.end - timedelta(days=1):%Y-%m}"
-    return "\n".join([
-        "[bold]Gemba demo is running[/]",
+    lines = [
+        "Gemba demo is running",
         f"  {broker}",
         f"  worker        pid {state.worker_pid}, folding `{settings.touches_topic}` into deal "
         f"value streams (log {_worker_log(settings)})",
@@ -303,7 +306,7 @@ def _describe(settings: Settings, options: DemoOptions, state: DemoState) -> str
         f"{config.accounts:,} accounts, {config.reps} reps, {config.months} months "
         f"(seed {config.seed})",
         f"  live stream   one simulated day every {day_every:g} s into `{settings.touches_topic}`",
-        "[bold]Where to look[/]",
+        "Where to look",
         f"  dashboard     {_dashboard_url(settings)}   (value-stream map, stalled deals live, "
         "campaigns, assumptions)",
         f"  counters      {_counts_url(settings)}",
@@ -311,8 +314,12 @@ def _describe(settings: Settings, options: DemoOptions, state: DemoState) -> str
         f"  roll-ups      gemba rollups stage   |   gemba rollups owner --month {last_month}",
         f"  topics        value streams `{settings.value_streams_topic}`, "
         f"bad events `{settings.dead_letter_topic}`",
-        "[bold]Stop[/]: Ctrl-C here, or `gemba demo --stop` from another terminal.",
-    ])  # fmt: skip
+        "Stop: Ctrl-C here, or `gemba demo --stop` from another terminal.",
+    ]  # fmt: skip
+    headings = {"Gemba demo is running", "Where to look", "Stop"}
+    return Text("\n").join(
+        literal(line, "bold" if line.partition(":")[0] in headings else "") for line in lines
+    )
 
 
 def _run_live(settings: Settings, options: DemoOptions, state: DemoState, console: Console) -> int:

@@ -30,8 +30,11 @@ from projections.history_db import ReportChange, ValueStreamReport, replay, repl
 from projections.policy import default_policy
 from projections.rollup import vector
 from projections.value_stream import DealValueStream, deal_value_stream
-from streams import cli_alerts, cli_assumptions, cli_campaigns, cli_history, cli_import
+from streams import cli_alerts, cli_assumptions, cli_campaigns, cli_history, cli_import, demo
+from streams.demo import DemoOptions, DemoState
 from streams.render import deal_timeline, rollup_table
+from streams.settings import Settings
+from streams.simulator import SimulationConfig
 from tests.terminal_checks import assert_literal, untrusted
 from tests.unit.deal_builders import DealScript, campaign_response, march
 
@@ -286,3 +289,14 @@ def test_the_replay_diff_tables_show_deal_ids_literally(deal_id: str, stage: str
     output = printed(*cli_history._diff_tables(base, other, replay_diff(base, other), top=5))
 
     assert_literal(output, [deal_id, "longer-emails"])
+
+
+def test_the_demo_summary_shows_a_state_directory_literally(tmp_path: Path) -> None:
+    state_dir = tmp_path / "[/x] \x1b[2J"
+    settings = Settings(state_dir=state_dir)
+    options = DemoOptions(SimulationConfig(seed=1, deals=5, accounts=3, months=1))
+
+    output = printed(demo._describe(settings, options, DemoState(worker_pid=1)))
+
+    assert "Gemba demo is running" in output
+    assert_literal(output, [str(state_dir)])

@@ -17,7 +17,14 @@ from rich.style import Style
 from rich.table import Column, Table
 from rich.text import Text
 
-__all__ = ["LiteralTable", "literal", "literal_lines", "printable", "printable_json"]
+__all__ = [
+    "SHOWN_ESCAPED",
+    "LiteralTable",
+    "literal",
+    "literal_lines",
+    "printable",
+    "printable_json",
+]
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _BIDI_CONTROLS = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.types import EventT, TopicT
 
-__all__ = ["BATCH_TIMER_S", "YIELD_EVERY", "Batch", "send_dead_letter"]
+__all__ = ["BATCH_TIMER_S", "YIELD_EVERY", "Batch", "DeadLetter", "send_dead_letter"]
 
 log = structlog.get_logger("gemba.worker")
 
@@ -82,20 +84,81 @@ class Batch:
         return closed
 
 
+DEAD_LETTER_SLACK = 64
+"""Bytes kept free below the producer's request limit, beyond the record's estimated size."""
+KEPT_KEY_BYTES = 1024
+"""A key too large to send even with an empty value keeps this many of its first bytes."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead letter as it is sent: key, value and headers, cut to the producer's limit."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    @property
+    def size(self) -> int:
+        """The record's size as the producer estimates it against its request limit."""
+        headers = list(self.headers.items())
+        estimated: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            self.key, self.value, headers
+        )
+        return estimated
+
+    @property
+    def truncated(self) -> str | None:
+        """What was cut to fit ("value", or "key,value"); None for a whole dead letter."""
+        cut = self.headers.get("truncated")
+        return None if cut is None else cut.decode()
+
+    @classmethod
+    def of(cls, message: Any, reason: str, limit: int) -> DeadLetter:
+        """The dead letter of `message`, whole if it fits in `limit` bytes, cut if not.
+
+        A cut dead letter keeps the first bytes of the value (of the key too, if the key
+        alone leaves no room) and says so in headers: `truncated` names what was cut, and
+        `original.size` / `original.sha256` (`original.key.*` for a key) describe the bytes
+        as they were on the source topic, so the original can be found and checked there.
+        """
+        headers = {
+            "reason": reason.encode(),
+            "source.topic": message.topic.encode(),
+            "source.partition": str(message.partition).encode(),
+            "source.offset": str(message.offset).encode(),
+        }
+        whole = cls(message.key, message.value, headers)
+        if whole.size + DEAD_LETTER_SLACK <= limit:
+            return whole
+        key, value = message.key, message.value or b""
+        cut = {**headers, "truncated": b"value", **_described("original", value)}
+        if cls(key, b"", cut).size + DEAD_LETTER_SLACK > limit and key is not None:
+            cut |= {"truncated": b"key,value", **_described("original.key", key)}
+            key = key[:KEPT_KEY_BYTES]
+        room = limit - cls(key, b"", cut).size - DEAD_LETTER_SLACK
+        return cls(key, value[: max(room, 0)], cut)
+
+
+def _described(prefix: str, data: bytes) -> dict[str, bytes]:
+    return {
+        f"{prefix}.size": str(len(data)).encode(),
+        f"{prefix}.sha256": hashlib.sha256(data).hexdigest().encode(),
+    }
+
+
 async def send_dead_letter(topic: TopicT, message: Any, reason: str) -> None:
     """Send a record that could not be taken to the dead-letter topic, with where it came from.
 
     `message` is anything with topic, partition, offset, key and value (a Faust message or
-    a record read back from Kafka); the original bytes go as they were.
+    a record read back from Kafka); the original bytes go as they were, or cut to fit the
+    producer's request limit (see DeadLetter.of): a dead letter is always sendable, so a
+    record the broker took can never stop its partition.
     """
-    headers = {
-        "reason": reason.encode(),
-        "source.topic": message.topic.encode(),
-        "source.partition": str(message.partition).encode(),
-        "source.offset": str(message.offset).encode(),
-    }
-    await topic.send(key=message.key, value=message.value, headers=headers)
+    limit = topic.app.conf.producer_max_request_size
+    letter = DeadLetter.of(message, reason, limit)
+    await topic.send(key=letter.key, value=letter.value, headers=letter.headers)
     log.warning(
         "event_dead_lettered", topic=message.topic, partition=message.partition,
-        offset=message.offset, reason=reason,
+        offset=message.offset, reason=reason, truncated=letter.truncated,
     )  # fmt: skip

@@ -27,6 +27,7 @@ from streams.counts import PipelineCounts
 from streams.deal_store import DealEventStore
 from streams.host_check import host_guard
 from streams.kafka_clients import faust_broker_credentials
+from streams.liveness import stop_when_an_agent_dies
 from streams.metrics import attach_metrics
 from streams.missed import MissedRecordReader
 from streams.partitioned import PartitionedTable
@@ -425,6 +426,7 @@ def create_app(settings: Settings, folder: ValueStreamFolder | None = None) -> f
         stream_wait_empty=False,
     )
     make_rebalance_safe(app)  # read every message of a partition given back (streams/rebalance.py)
+    stop_when_an_agent_dies(app)  # no agent dies silently (streams/liveness.py)
     touches = _raw_topic(app, settings.touches_topic)
     pipeline = ValueStreamPipeline.build(
         app, settings, folder or ValueStreamFolder.from_settings(settings)

@@ -2,7 +2,8 @@
 
 - `GET /health`: the process is alive (its event loop answers);
 - `GET /ready`: 200 once the worker has its partitions and its tables are recovered,
-  503 while it waits for them, rebalances or recovers;
+  503 while it waits for them, rebalances or recovers, and once an agent died (the
+  worker then exits non-zero: streams/liveness.py);
 - `GET /metrics`: Prometheus text format: consumer lag per partition, events consumed,
   processed and dead-lettered per partition of `touches`, events per second, alerts
   sent, how far the history sink is behind, and whether the Kafka cluster answers.
@@ -119,7 +120,9 @@ class WorkerSnapshot:
 
 
 def readiness(app: faust.App) -> tuple[bool, str]:
-    """Whether the worker does its work now, and if not, what it waits for."""
+    """Whether the worker does its work now, and if not, what it waits for (or why it stops)."""
+    if app.crashed:  # an agent died (streams/liveness.py), or another part of Faust crashed
+        return False, f"stopping after a crash: {app.crash_reason}"
     tables: Any = app.tables  # the TableManager; its recovery is not on the interface
     if not tables.recovery.completed.is_set():
         return False, "waiting for partitions to be assigned and tables recovered"

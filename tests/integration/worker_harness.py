@@ -106,6 +106,8 @@ class WorkerSetup:
     """The history archive (GEMBA_DUCKDB_PATH); None: the worker's default, in `state_dir`."""
     log_level: str = "info"
     """GEMBA_LOG_LEVEL of the worker."""
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """More environment for the worker (e.g. Faust's own settings), as (name, value) pairs."""
 
     @classmethod
     def fresh(cls, settings: Settings, state_dir: Path, *, fast_rejoin: bool = True) -> WorkerSetup:
@@ -184,6 +186,7 @@ class WorkerSetup:
         )
         if self.duckdb_path is not None:
             env["GEMBA_DUCKDB_PATH"] = str(self.duckdb_path)
+        env.update(self.extra_env)
         return env
 
     def create_touches_topic(self) -> None:
@@ -210,9 +213,13 @@ class Counts(NamedTuple):
 class WorkerProcess:
     """A `python -m streams worker` subprocess, started detached, stopped or killed by pid."""
 
-    def __init__(self, setup: WorkerSetup, log: Path) -> None:
+    def __init__(
+        self, setup: WorkerSetup, log: Path, module: tuple[str, ...] = ("streams", "worker")
+    ) -> None:
         self.setup = setup
         self.log = log
+        self.module = module
+        """What `python -m` runs: the module and its arguments."""
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -227,7 +234,7 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker"],
+                [sys.executable, "-m", *self.module],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -242,6 +249,15 @@ class WorkerProcess:
         if self._process is None or self._process.poll() is not None:
             raise RuntimeError(f"the worker exited; last lines of its log:\n{self.tail()}")
         return self.counts()
+
+    def wait_for_exit(self, timeout_s: float) -> int:
+        """Wait until the worker exits by itself; its exit code (TimeoutError if it runs on)."""
+        if self._process is None:
+            raise RuntimeError("the worker is not running")
+        try:
+            return self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"the worker still runs after {timeout_s:.0f}s") from None
 
     @property
     def alive(self) -> bool:
@@ -300,6 +316,16 @@ class WorkerProcess:
             if exc.code == 404:
                 return None
             raise
+        except OSError:
+            return None
+
+    def readiness(self) -> tuple[int, Any] | None:
+        """The status and JSON body of `/ready` (200 or 503); None if it does not answer."""
+        try:
+            with urllib.request.urlopen(self.setup.base_url + "/ready", timeout=5) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read() or b"null")
         except OSError:
             return None
 

@@ -1,0 +1,41 @@
+"""`gemba worker` with one more agent, which raises on the first message of `touches`.
+
+A real agent crash in a real worker process, for tests of what a crash must do
+(tests/integration/test_liveness.py); run as `python -m tests.integration.crashing_worker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import faust
+
+from streams.app import create_app
+from streams.logs import configure_logging
+from streams.settings import Settings
+from streams.worker import run_worker
+
+CRASHING_AGENT = "crash-on-first-touch"
+CRASH_MESSAGE = "this agent dies on purpose"
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    touches = app.topic(
+        settings.touches_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+        value_serializer="raw",
+    )  # fmt: skip
+
+    @app.agent(touches, name=CRASHING_AGENT)
+    async def crash_on_first_touch(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for _ in stream:
+            raise RuntimeError(CRASH_MESSAGE)
+        yield None
+
+    run_worker(settings, app)
+
+
+if __name__ == "__main__":
+    main()

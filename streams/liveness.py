@@ -20,9 +20,13 @@ from mode.types import ServiceT
 
 from streams.errors import GembaError
 
-__all__ = ["AgentDied", "stop_when_an_agent_dies"]
+__all__ = ["AgentDied", "StopWorkerOnCrash", "dead_agent", "stop_when_an_agent_dies"]
 
 log = structlog.get_logger("gemba.worker")
+
+CRASH_GRACE_S = 1.0
+"""How long a worker whose agent died still answers (`/ready`: 503, naming the agent) before
+it stops, so that a probe or a person looking sees why it goes."""
 
 
 class AgentDied(GembaError):
@@ -41,6 +45,21 @@ def _agent_name(actor: ServiceT) -> str:
     return str(getattr(agent, "name", actor))
 
 
+def _died(actor: ServiceT) -> bool:
+    """Whether the actor died of its own error (not cancelled by a rebalance)."""
+    cause = actor.crash_reason
+    return cause is not None and not isinstance(cause, asyncio.CancelledError)
+
+
+def dead_agent(app: faust.App) -> AgentDied | None:
+    """The first agent of the app found dead of its own error; None while all live."""
+    for agent in app.agents.values():
+        for actor in getattr(agent, "_actors", ()):
+            if actor.crashed and _died(actor):
+                return AgentDied(agent.name, actor.crash_reason)
+    return None
+
+
 class StopWorkerOnCrash(OneForOneSupervisor):
     """Crashes the app (and so the worker) when one of its agent's actors dies.
 
@@ -49,12 +68,13 @@ class StopWorkerOnCrash(OneForOneSupervisor):
 
     async def restart_services(self, services: list[ServiceT]) -> None:
         for actor in services:
-            cause = actor.crash_reason
-            if cause is None or isinstance(cause, asyncio.CancelledError):
+            if not _died(actor):
                 await self.restart_service(actor)
                 continue
+            cause = actor.crash_reason
             died = AgentDied(_agent_name(actor), cause)
             log.error("agent_died", agent=died.agent, error=str(died), exc_info=cause)
+            await asyncio.sleep(CRASH_GRACE_S)  # /ready says 503 meanwhile (dead_agent)
             app: faust.App = actor.agent.app  # type: ignore[attr-defined]
             await app.crash(died)
             return

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from streams.broker_watch import BrokerState, attach_broker_watch
 from streams.counts import PipelineCounts
+from streams.liveness import dead_agent
 
 __all__ = [
     "ConsumerOffsets",
@@ -121,7 +122,10 @@ class WorkerSnapshot:
 
 def readiness(app: faust.App) -> tuple[bool, str]:
     """Whether the worker does its work now, and if not, what it waits for (or why it stops)."""
-    if app.crashed:  # an agent died (streams/liveness.py), or another part of Faust crashed
+    died = dead_agent(app)
+    if died is not None:  # the worker stops and exits non-zero: streams/liveness.py
+        return False, str(died)
+    if app.crashed:  # another part of Faust crashed: the worker stops too
         return False, f"stopping after a crash: {app.crash_reason}"
     tables: Any = app.tables  # the TableManager; its recovery is not on the interface
     if not tables.recovery.completed.is_set():

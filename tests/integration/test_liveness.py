@@ -107,3 +107,35 @@ def test_the_partition_moves_on_past_it_and_every_message_has_one_outcome(
     assert huge_record_run.counts == Counts(published, published - 1, 1)
     assert huge_record_run.alive
     assert huge_record_run.readiness is not None and huge_record_run.readiness[0] == 200
+
+
+def test_a_worker_whose_agent_dies_turns_unready_and_exits_non_zero_naming_the_agent(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    setup = replace(WorkerSetup.fresh(kafka_settings, tmp_path / "gemba"), history_sink=False)
+    setup.create_touches_topic()
+    worker = WorkerProcess(
+        setup, tmp_path / "worker.log", module=("tests.integration.crashing_worker",)
+    )
+    worker.start()
+    try:
+        wait_for(lambda: True if (worker.readiness() or (0,))[0] == 200 else None, 60)
+        publish(setup.bootstrap_servers, setup.touches_topic, _touches(deals=1)[:1])
+        answers = []
+        deadline = time.monotonic() + 30
+        while worker.alive and time.monotonic() < deadline:  # what a readiness probe sees
+            answer = worker.readiness()
+            if answer is not None:
+                answers.append(answer)
+            time.sleep(0.05)
+        exit_code = worker.wait_for_exit(timeout_s=30)
+    finally:
+        worker.stop()
+
+    died = [event for event in worker.log_events() if event.get("event") == "agent_died"]
+    assert exit_code not in {0, None}, worker.tail()
+    assert [event["agent"] for event in died] == [CRASHING_AGENT], worker.tail()
+    assert CRASH_MESSAGE in died[0]["error"]
+    unready = [body for status, body in answers if status == 503]
+    assert unready, f"/ready never said 503 before the exit: {answers[-3:]}"
+    assert CRASHING_AGENT in str(unready[-1]) and CRASH_MESSAGE in str(unready[-1])

@@ -63,7 +63,9 @@ def fake_app(*, recovered: bool, rebalancing: bool = False, in_recovery: bool = 
     if recovered:
         completed.set()
     tables = SimpleNamespace(recovery=SimpleNamespace(completed=completed))
-    return SimpleNamespace(tables=tables, rebalancing=rebalancing, in_recovery=in_recovery)
+    return SimpleNamespace(
+        tables=tables, rebalancing=rebalancing, in_recovery=in_recovery, agents={}, crashed=False
+    )
 
 
 @pytest.mark.parametrize(

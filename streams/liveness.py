@@ -38,25 +38,26 @@ class AgentDied(GembaError):
             "so that its supervisor restarts it (it resumes from its last commit)"
         )
         self.agent = agent
+        self.__cause__ = cause
 
 
-def _agent_name(actor: ServiceT) -> str:
-    agent = getattr(actor, "agent", None)
-    return str(getattr(agent, "name", actor))
-
-
-def _died(actor: ServiceT) -> bool:
-    """Whether the actor died of its own error (not cancelled by a rebalance)."""
+def _death(actor: ServiceT) -> AgentDied | None:
+    """How the actor (an agent's instance) died of its own error; None if it did not (it
+    lives, or a rebalance cancelled it)."""
     cause = actor.crash_reason
-    return cause is not None and not isinstance(cause, asyncio.CancelledError)
+    if not actor.crashed or cause is None or isinstance(cause, asyncio.CancelledError):
+        return None
+    agent = getattr(actor, "agent", None)
+    return AgentDied(str(getattr(agent, "name", actor)), cause)
 
 
 def dead_agent(app: faust.App) -> AgentDied | None:
     """The first agent of the app found dead of its own error; None while all live."""
     for agent in app.agents.values():
         for actor in getattr(agent, "_actors", ()):
-            if actor.crashed and _died(actor):
-                return AgentDied(agent.name, actor.crash_reason)
+            died = _death(actor)
+            if died is not None:
+                return died
     return None
 
 
@@ -68,12 +69,11 @@ class StopWorkerOnCrash(OneForOneSupervisor):
 
     async def restart_services(self, services: list[ServiceT]) -> None:
         for actor in services:
-            if not _died(actor):
+            died = _death(actor)
+            if died is None:
                 await self.restart_service(actor)
                 continue
-            cause = actor.crash_reason
-            died = AgentDied(_agent_name(actor), cause)
-            log.error("agent_died", agent=died.agent, error=str(died), exc_info=cause)
+            log.error("agent_died", agent=died.agent, error=str(died), exc_info=died.__cause__)
             await asyncio.sleep(CRASH_GRACE_S)  # /ready says 503 meanwhile (dead_agent)
             app: faust.App = actor.agent.app  # type: ignore[attr-defined]
             await app.crash(died)
@@ -82,4 +82,4 @@ class StopWorkerOnCrash(OneForOneSupervisor):
 
 def stop_when_an_agent_dies(app: faust.App) -> None:
     """Have every agent of the app supervised by StopWorkerOnCrash (call before it starts)."""
-    app.conf.agent_supervisor = StopWorkerOnCrash
+    app.conf.agent_supervisor = StopWorkerOnCrash  # type: ignore[assignment]

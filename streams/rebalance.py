@@ -22,6 +22,10 @@ never marked safe to commit, and the seek fetches them again. Until something is
 committed for a rewound partition, it commits nothing that leaves a gap after the
 partition's first offset (messages fetched at the old position can still be delivered
 around the seek; Faust checks for such a gap only once an offset above zero is committed).
+It also times the checks for stuck partitions (Faust's "Stream stopped processing ...", and
+its own `commit_stuck` in place of Faust's "Has not committed ...") from the last moment a
+partition owed nothing, so that the first data after a quiet spell is not reported as stuck
+work; a commit really held back still is, also once every message has been read.
 The app's streams iterate in Python, because Faust's compiled iterator writes the
 consumer's ack bookkeeping itself, past any consumer subclass. Every write downstream is
 idempotent, so a message taken twice is harmless; one never taken is lost.
@@ -51,6 +55,17 @@ class RebalanceSafeConsumer(Consumer):
     """Acks refused so far (their messages are fetched and taken again)."""
     _first_offsets: dict[TP, int] | None = None
     """The first offset of each partition rewound at the last assignment."""
+    _watched: set[TP]
+    """Partitions the stuck-work check has seen since the last assignment."""
+    _progress: dict[TP, tuple[int | None, float]]
+    """Per partition: its committed offset when last checked, and since when it has owed a
+    commit without that offset moving (or, if it owes none, the last check)."""
+    _reported: dict[TP, float]
+    """When each partition's held commit was last reported."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watched, self._progress, self._reported = set(), {}, {}
 
     def ack(self, message: Message) -> bool:
         if self._current(message):
@@ -80,6 +95,7 @@ class RebalanceSafeConsumer(Consumer):
             tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
         ]
         self._first_offsets = {}
+        self._watched, self._progress, self._reported = set(), {}, {}
         if uncommitted:
             thread: Any = self._thread
             client = thread._ensure_consumer()
@@ -91,6 +107,54 @@ class RebalanceSafeConsumer(Consumer):
                 partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in uncommitted),
             )
         return committed
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's checks for a stuck partition, with stuck measured from the last moment the
+        partition owed nothing (everything up to its end committed) or its commit moved, not
+        from its last commit or message: after a quiet spell, new data is not stuck work.
+
+        The commit check is ours (`_report_held_commit`): Faust's reports a held commit
+        only while unread messages wait, so a partition read to its end and never committed
+        went unreported."""
+        committed = self._committed_offset.get(tp)
+        owes = self._owes_commit(tp, committed)
+        progress = self._progress.setdefault(tp, (committed, now))
+        if not owes or progress[0] != committed:
+            self._progress[tp] = (committed, now)
+        if not owes or tp not in self._watched:
+            monitor: Any = self.app.monitor
+            monitor.stream_inbound_time[tp] = now  # the stream check's clock starts here
+            self._watched.add(tp)
+        thread: Any = self._thread
+        thread.tp_last_committed_at[tp] = now  # Faust's commit check: replaced by ours
+        super().verify_event_path(now, tp)
+        if owes:
+            self._report_held_commit(now, tp)
+
+    def _owes_commit(self, tp: TP, committed: int | None) -> bool:
+        """Whether messages of the partition this worker reads are not committed yet."""
+        if not self.app.topics.acks_enabled_for(tp.topic):  # changelogs: never committed
+            return False
+        try:
+            end = self.highwater(tp)
+        except Exception:  # the partition left while we looked, or is not fetched yet
+            return False
+        return end is not None and (committed or 0) < end
+
+    def _report_held_commit(self, now: float, tp: TP) -> None:
+        """Log an error while the partition's commit has not moved for the livelock timeout
+        although it owes one (once per timeout)."""
+        committed, since = self._progress[tp]
+        timeout = float(self.app.conf.broker_commit_livelock_soft_timeout)
+        if now - since < timeout or now - self._reported.get(tp, since) < timeout:
+            return
+        self._reported[tp] = now
+        log.error(
+            "commit_stuck", topic=tp.topic, partition=tp.partition, committed=committed,
+            end=self.highwater(tp), stuck_s=round(now - since, 1),
+            what_to_do="an agent holds messages unacked (see the errors before this one, "
+            "e.g. the history archive); the worker replays them from the commit after a restart",
+        )  # fmt: skip
 
     def _new_offset(self, tp: TP) -> int | None:
         """The offset to commit for the partition, None while a gap after its first offset

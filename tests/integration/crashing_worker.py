@@ -1,7 +1,8 @@
-"""`gemba worker` with one more agent, which raises on the first message of `touches`.
+"""`gemba worker` with one more agent, which raises on a message of `touches` keyed DEATH_KEY.
 
 A real agent crash in a real worker process, for tests of what a crash must do
 (tests/integration/test_liveness.py); run as `python -m tests.integration.crashing_worker`.
+Until such a message comes, the worker is the real one.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from streams.logs import configure_logging
 from streams.settings import Settings
 from streams.worker import run_worker
 
-CRASHING_AGENT = "crash-on-first-touch"
+CRASHING_AGENT = "crash-on-death-key"
 CRASH_MESSAGE = "this agent dies on purpose"
+DEATH_KEY = b"die-now"
 
 
 def main() -> None:
@@ -29,10 +31,11 @@ def main() -> None:
     )  # fmt: skip
 
     @app.agent(touches, name=CRASHING_AGENT)
-    async def crash_on_first_touch(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for _ in stream:
-            raise RuntimeError(CRASH_MESSAGE)
-        yield None
+    async def crash_on_death_key(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for key, _ in stream.items():
+            if key == DEATH_KEY:
+                raise RuntimeError(CRASH_MESSAGE)
+            yield None
 
     run_worker(settings, app)
 

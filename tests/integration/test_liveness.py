@@ -1,20 +1,27 @@
 """Nothing stops silently, against the real broker: a record too large to dead-letter whole,
-an agent that dies, and a commit check that must not cry wolf after a quiet spell.
+a quiet spell (not a stuck commit), a commit really held back, and an agent that dies.
+
+One worker lives through them in turn (tests/integration/crashing_worker.py: the real
+worker, plus an agent that dies on a message keyed DEATH_KEY); the tests then say, one by
+one, what must hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
-from tests.integration.crashing_worker import CRASH_MESSAGE, CRASHING_AGENT
+from tests.integration.crashing_worker import CRASH_MESSAGE, CRASHING_AGENT, DEATH_KEY
 from tests.integration.worker_harness import (
     Counts,
     Record,
@@ -22,7 +29,6 @@ from tests.integration.worker_harness import (
     WorkerProcess,
     WorkerSetup,
     publish,
-    running_worker,
     wait_for,
 )
 
@@ -31,12 +37,24 @@ pytestmark = pytest.mark.integration
 HUGE_RECORD_BYTES = 1_048_450
 """As in the report: the broker takes a record this large, but its dead letter (the same bytes
 plus headers) is over the producer's request limit."""
+STUCK_AFTER_S = 8
+LIVELOCK_ENV = (
+    ("BROKER_COMMIT_INTERVAL", "0.4"),
+    ("BROKER_COMMIT_LIVELOCK_SOFT_TIMEOUT", str(STUCK_AFTER_S)),
+    ("STREAM_PROCESSING_TIMEOUT", str(STUCK_AFTER_S)),
+)
+"""The checks for stuck commits and streams, once a second, after 8 s instead of 5 minutes
+(longer than a batch of the worker's agents may wait to be folded and acked: 2 s)."""
+QUIET_S = STUCK_AFTER_S + 3.0
+"""Longer than the timeouts and a check: nothing arrives, nothing is owed."""
+STUCK = ("Has not committed", "Stream stopped processing", "Stream has not started processing")
+"""Faust's own reports of stuck work."""
 
 
-def _touches(deals: int) -> list[tuple[bytes, bytes]]:
+def _touches(deals: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
     return [
         (record.key.encode(), record.line)
-        for record in history_records(SimulationConfig(seed=11, deals=deals))
+        for record in history_records(SimulationConfig(seed=seed, deals=deals))
     ]
 
 
@@ -47,95 +65,160 @@ def _huge_event() -> bytes:
     return head + b"x" * (HUGE_RECORD_BYTES - len(head) - len(tail)) + tail
 
 
-@dataclass(frozen=True)
-class HugeRecordRun:
-    """A worker fed a partition whose middle record is too large to dead-letter whole."""
+def _stuck_reports(worker: WorkerProcess) -> list[str]:
+    """The ERROR lines saying a partition's commits or stream are stuck (Faust's and ours)."""
+    found = []
+    for event in worker.log_events():
+        text = str(event.get("event"))
+        if text == "commit_stuck":
+            found.append(f"commit_stuck {event['topic']}[{event['partition']}]")
+        elif event.get("level") == "error" and any(s in text for s in STUCK):
+            found.append(text[:200])
+    return found
 
+
+def _hold_archive(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the archive for writing from this process, as soon as the sink lets go of it:
+    the history sink can store nothing more, so the worker can commit nothing more."""
+
+    def opened() -> duckdb.DuckDBPyConnection | None:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException:
+            return None
+
+    return wait_for(opened, timeout_s=30, interval_s=0.05)
+
+
+@dataclass(frozen=True)
+class Story:
+    """What the worker did through each fault."""
+
+    setup: WorkerSetup
     huge: bytes
-    published: int
-    counts: Counts
+    published_with_huge: int
+    counts_after_huge: Counts
     dead_letters: list[Record]
-    readiness: tuple[int, object] | None
-    alive: bool
+    ready_after_huge: tuple[int, Any] | None
+    reports_after_quiet_spell: list[str]
+    reports_while_held: list[str]
+    ready_answers_at_death: list[tuple[int, Any]]
+    exit_code: int | None
+    log: list[dict[str, Any]]
+    tail: str
+
+
+def _read_dead_letters(setup: WorkerSetup) -> list[Record]:
+    with TopicReader(setup.bootstrap_servers, setup.dead_letter_topic) as reader:
+        reader.read_until(lambda r: bool(r.records), timeout_s=10)
+        reader.poll(0.5)
+        return reader.records
+
+
+def _readiness_until_exit(worker: WorkerProcess, timeout_s: float) -> list[tuple[int, Any]]:
+    """What a readiness probe polling every 50 ms sees until the process is gone."""
+    answers = []
+    deadline = time.monotonic() + timeout_s
+    while worker.alive and time.monotonic() < deadline:
+        answer = worker.readiness()
+        if answer is not None:
+            answers.append(answer)
+        time.sleep(0.05)
+    return answers
 
 
 @pytest.fixture(scope="module")
-def huge_record_run(
-    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HugeRecordRun]:
-    state = tmp_path_factory.mktemp("huge-record")
-    setup = replace(WorkerSetup.fresh(kafka_settings, state / "gemba"), partitions=1)
+def story(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
+    state = tmp_path_factory.mktemp("liveness")
+    setup = replace(
+        WorkerSetup.fresh(kafka_settings, state / "gemba"), partitions=1, extra_env=LIVELOCK_ENV
+    )
     setup.create_touches_topic()
-    good = _touches(deals=6)
+    good, later, held = _touches(deals=6), _touches(deals=2, seed=12), _touches(2, seed=13)
     huge = _huge_event()
-    messages = [*good[: len(good) // 2], (good[0][0], huge), *good[len(good) // 2 :]]
-    publish(setup.bootstrap_servers, setup.touches_topic, messages)
-    with running_worker(setup, state / "worker.log") as worker:
-        counts = worker.wait_until_consumed(len(messages), timeout_s=60)
-        with TopicReader(setup.bootstrap_servers, setup.dead_letter_topic) as reader:
-            reader.read_until(lambda r: bool(r.records), timeout_s=10)
-            reader.poll(0.5)
-        yield HugeRecordRun(
-            huge=huge,
-            published=len(messages),
-            counts=counts,
-            dead_letters=reader.records,
-            readiness=worker.readiness(),
-            alive=worker.alive,
-        )
+    with_huge = [*good[: len(good) // 2], (good[0][0], huge), *good[len(good) // 2 :]]
+    total = len(with_huge)
+    publish(setup.bootstrap_servers, setup.touches_topic, with_huge)
+    worker = WorkerProcess(
+        setup, state / "worker.log", module=("tests.integration.crashing_worker",)
+    )
+    try:
+        worker.start()
+        counts_after_huge = worker.wait_until_consumed(total, timeout_s=60)
+        dead_letters = _read_dead_letters(setup)
+        ready_after_huge = worker.readiness()
+        worker.wait_until_archived(total)
+
+        time.sleep(QUIET_S)
+        publish(setup.bootstrap_servers, setup.touches_topic, later)
+        total += len(later)
+        worker.wait_until_consumed(total, timeout_s=60)
+        worker.wait_until_archived(total)
+        time.sleep(3.0)  # more checks, everything committed
+        after_quiet = _stuck_reports(worker)
+
+        holder = _hold_archive(setup.archive)
+        try:
+            publish(setup.bootstrap_servers, setup.touches_topic, held)
+            total += len(held)
+            worker.wait_until_consumed(total, timeout_s=60)
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda: _stuck_reports(worker)[len(after_quiet) :] or None, 30)
+            while_held = _stuck_reports(worker)[len(after_quiet) :]
+        finally:
+            holder.close()
+
+        publish(setup.bootstrap_servers, setup.touches_topic, [(DEATH_KEY, b"{}")])
+        answers = _readiness_until_exit(worker, timeout_s=30)
+        exit_code = worker.wait_for_exit(timeout_s=30)
+    finally:
+        worker.stop()
+    yield Story(
+        setup=setup, huge=huge, published_with_huge=len(with_huge),
+        counts_after_huge=counts_after_huge, dead_letters=dead_letters,
+        ready_after_huge=ready_after_huge, reports_after_quiet_spell=after_quiet,
+        reports_while_held=while_held, ready_answers_at_death=answers, exit_code=exit_code,
+        log=worker.log_events(), tail=worker.tail(),
+    )  # fmt: skip
 
 
-def test_a_record_too_large_to_dead_letter_whole_is_sent_cut_saying_so(
-    huge_record_run: HugeRecordRun,
-) -> None:
-    [dead] = huge_record_run.dead_letters
-    huge = huge_record_run.huge
+def test_a_record_too_large_to_dead_letter_whole_is_sent_cut_saying_so(story: Story) -> None:
+    [dead] = story.dead_letters[:1]
+    huge = story.huge
 
     assert dead.headers["truncated"] == b"value"
     assert int(dead.headers["original.size"]) == len(huge) == HUGE_RECORD_BYTES
     assert dead.headers["original.sha256"].decode() == hashlib.sha256(huge).hexdigest()
     assert dead.value and huge.startswith(dead.value) and len(dead.value) < len(huge)
     assert b"over the 65536 limit" in dead.headers["reason"]
-    assert int(dead.headers["source.offset"]) == huge_record_run.published // 2
+    assert int(dead.headers["source.offset"]) == story.published_with_huge // 2
 
 
-def test_the_partition_moves_on_past_it_and_every_message_has_one_outcome(
-    huge_record_run: HugeRecordRun,
+def test_the_partition_moves_on_past_it_and_every_message_has_one_outcome(story: Story) -> None:
+    published = story.published_with_huge
+
+    assert story.counts_after_huge == Counts(published, published - 1, 1)
+    assert story.ready_after_huge is not None and story.ready_after_huge[0] == 200
+
+
+def test_new_data_after_a_quiet_spell_is_not_reported_as_a_stuck_commit(story: Story) -> None:
+    assert not story.reports_after_quiet_spell
+
+
+def test_a_commit_really_held_back_is_still_reported(story: Story) -> None:
+    held = f"commit_stuck {story.setup.touches_topic}[0]"
+
+    assert held in story.reports_while_held, story.reports_while_held
+
+
+def test_a_dead_agent_turns_the_worker_unready_naming_it_and_the_worker_exits_non_zero(
+    story: Story,
 ) -> None:
-    published = huge_record_run.published
+    died = [event for event in story.log if event.get("event") == "agent_died"]
+    unready = [body for status, body in story.ready_answers_at_death if status == 503]
 
-    assert huge_record_run.counts == Counts(published, published - 1, 1)
-    assert huge_record_run.alive
-    assert huge_record_run.readiness is not None and huge_record_run.readiness[0] == 200
-
-
-def test_a_worker_whose_agent_dies_turns_unready_and_exits_non_zero_naming_the_agent(
-    kafka_settings: Settings, tmp_path: Path
-) -> None:
-    setup = replace(WorkerSetup.fresh(kafka_settings, tmp_path / "gemba"), history_sink=False)
-    setup.create_touches_topic()
-    worker = WorkerProcess(
-        setup, tmp_path / "worker.log", module=("tests.integration.crashing_worker",)
-    )
-    worker.start()
-    try:
-        wait_for(lambda: True if (worker.readiness() or (0,))[0] == 200 else None, 60)
-        publish(setup.bootstrap_servers, setup.touches_topic, _touches(deals=1)[:1])
-        answers = []
-        deadline = time.monotonic() + 30
-        while worker.alive and time.monotonic() < deadline:  # what a readiness probe sees
-            answer = worker.readiness()
-            if answer is not None:
-                answers.append(answer)
-            time.sleep(0.05)
-        exit_code = worker.wait_for_exit(timeout_s=30)
-    finally:
-        worker.stop()
-
-    died = [event for event in worker.log_events() if event.get("event") == "agent_died"]
-    assert exit_code not in {0, None}, worker.tail()
-    assert [event["agent"] for event in died] == [CRASHING_AGENT], worker.tail()
+    assert story.exit_code not in {0, None}, story.tail
+    assert [event["agent"] for event in died] == [CRASHING_AGENT], story.tail
     assert CRASH_MESSAGE in died[0]["error"]
-    unready = [body for status, body in answers if status == 503]
-    assert unready, f"/ready never said 503 before the exit: {answers[-3:]}"
-    assert CRASHING_AGENT in str(unready[-1]) and CRASH_MESSAGE in str(unready[-1])
+    assert unready, f"/ready never said 503 before the exit: {story.ready_answers_at_death[-3:]}"
+    assert CRASHING_AGENT in unready[-1]["reason"] and CRASH_MESSAGE in unready[-1]["reason"]

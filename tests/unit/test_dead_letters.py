@@ -78,8 +78,10 @@ def test_the_record_of_the_report_is_cut_to_fit_with_its_size_and_sha256() -> No
 def test_every_dead_letter_fits_the_producer_and_keeps_the_first_bytes(
     key_size: int | None, value_size: int, limit: int, reason: str
 ) -> None:
-    key = None if key_size is None else bytes(range(256)) * (key_size // 256) + b"k" * (
-        key_size % 256
+    key = (
+        None
+        if key_size is None
+        else bytes(range(256)) * (key_size // 256) + b"k" * (key_size % 256)
     )
     value = b"v" * value_size
 

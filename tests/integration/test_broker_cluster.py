@@ -35,7 +35,6 @@ from streams.broker import (
 from streams.settings import Settings
 from tests.integration.worker_harness import (
     Counts,
-    TopicReader,
     TouchStream,
     WorkerProcess,
     WorkerSetup,
@@ -160,14 +159,6 @@ def _counts_at_the_end(worker: WorkerProcess, total: int) -> Counts:
         return worker.counts() or Counts(-1, -1, -1)
 
 
-def _read_value_streams(
-    setup: WorkerSetup, expected: dict[bytes, bytes]
-) -> dict[bytes, bytes | None]:
-    with TopicReader(setup.bootstrap_servers, setup.value_streams_topic) as reader:
-        reader.read_until(lambda r: r.latest_by_key() == expected, timeout_s=60)
-        return reader.latest_by_key()
-
-
 def _lose_a_node(cluster: LocalCluster, state: Path) -> NodeLost:
     began = time.monotonic()
     timeline: list[str] = []
@@ -200,7 +191,7 @@ def _lose_a_node(cluster: LocalCluster, state: Path) -> NodeLost:
         counts = _counts_at_the_end(worker, total)
         mark(f"worker read {counts.consumed:,}")
         expected = stream.expected_value_streams(default_policy())
-        value_streams = _read_value_streams(setup, expected)
+        value_streams = setup.read_value_streams(expected, timeout_s=60)
         archived = worker.wait_until_archived(total)
         mark("value streams read, archive settled")
         topics = _worker_topics(admin, setup)

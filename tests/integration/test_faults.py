@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import hypothesis
 import pytest
 from hypothesis import strategies as st
@@ -51,15 +50,6 @@ from tests.integration.worker_harness import (
 from tests.strategies import events, malformed_messages
 
 pytestmark = pytest.mark.integration
-
-
-def _read_value_streams(
-    setup: WorkerSetup, expected: dict[bytes, bytes], timeout_s: float = 30.0
-) -> dict[bytes, bytes | None]:
-    """The latest value per deal, once it matches `expected` (or at the deadline, for the diff)."""
-    with TopicReader(setup.bootstrap_servers, setup.value_streams_topic) as reader:
-        reader.read_until(lambda r: r.latest_by_key() == expected, timeout_s=timeout_s)
-        return reader.latest_by_key()
 
 
 def _differences(got: dict[bytes, bytes | None], expected: dict[bytes, bytes]) -> dict[str, str]:
@@ -228,7 +218,7 @@ def _live_through_an_outage(broker: Settings, state: Path) -> Outage:
         producers.patient.flush()
         counts = worker.wait_until_consumed(len(messages), timeout_s=90)
         expected = stream.expected_value_streams(default_policy())
-        value_streams = _read_value_streams(setup, expected)
+        value_streams = setup.read_value_streams(expected)
         archived = worker.wait_until_archived(len(messages))
         after = _broker_figures_when(worker, reachable=1)
         failures = producers.failures
@@ -381,18 +371,6 @@ def _trouble_on_the_page(worker: WorkerProcess) -> dict[str, Any] | None:
     return page if page and page["last_error"] else None
 
 
-def _hold_archive(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open the archive for writing from this process, as soon as the sink lets go of it."""
-
-    def opened() -> duckdb.DuckDBPyConnection | None:
-        try:
-            return duckdb.connect(str(path))
-        except duckdb.IOException:
-            return None
-
-    return wait_for(opened, timeout_s=30, interval_s=0.05)
-
-
 @pytest.fixture(scope="module")
 def archive_faults(
     kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -422,7 +400,7 @@ def archive_faults(
 
         in_the_way.unlink()  # fixed: the directory can be made now
         worker.wait_until_archived(half)
-        holder = _hold_archive(setup.archive)
+        holder = setup.hold_archive()
         try:
             archived_before = dict(
                 holder.execute(
@@ -643,7 +621,7 @@ def bad_input(
     try:
         worker.start()
         counts = worker.wait_until_consumed(len(messages), timeout_s=120)
-        value_streams = _read_value_streams(setup, expected, timeout_s=45)
+        value_streams = setup.read_value_streams(expected, timeout_s=45)
         with TopicReader(setup.bootstrap_servers, setup.dead_letter_topic) as reader:
             reader.read_until(lambda r: len(r.records) >= len(refused), timeout_s=30)
             reader.poll(0.5)

@@ -13,10 +13,8 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from streams.settings import Settings
@@ -75,19 +73,6 @@ def _stuck_reports(worker: WorkerProcess) -> list[str]:
         elif event.get("level") == "error" and any(s in text for s in STUCK):
             found.append(text[:200])
     return found
-
-
-def _hold_archive(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open the archive for writing from this process, as soon as the sink lets go of it:
-    the history sink can store nothing more, so the worker can commit nothing more."""
-
-    def opened() -> duckdb.DuckDBPyConnection | None:
-        try:
-            return duckdb.connect(str(path))
-        except duckdb.IOException:
-            return None
-
-    return wait_for(opened, timeout_s=30, interval_s=0.05)
 
 
 @dataclass(frozen=True)
@@ -157,7 +142,7 @@ def story(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         time.sleep(3.0)  # more checks, everything committed
         after_quiet = _stuck_reports(worker)
 
-        holder = _hold_archive(setup.archive)
+        holder = setup.hold_archive()
         try:
             publish(setup.bootstrap_servers, setup.touches_topic, held)
             total += len(held)

@@ -69,15 +69,6 @@ def _expected_counts(stream: TouchStream) -> Counts:
                   dead_lettered=len(stream.poison))  # fmt: skip
 
 
-def _read_value_streams(
-    setup: WorkerSetup, expected: dict[bytes, bytes]
-) -> dict[bytes, bytes | None]:
-    """The latest value per deal, once it matches `expected` (or after 30 s, for the diff)."""
-    with TopicReader(setup.bootstrap_servers, setup.value_streams_topic) as reader:
-        reader.read_until(lambda r: r.latest_by_key() == expected, timeout_s=30)
-        return reader.latest_by_key()
-
-
 def _read(setup: WorkerSetup, topic: str, count: int) -> list[Record]:
     with TopicReader(setup.bootstrap_servers, topic) as reader:
         reader.read_until(lambda r: len(r.records) >= count, timeout_s=30)
@@ -103,7 +94,7 @@ def uninterrupted(
             setup=setup,
             worker=worker,
             counts=counts,
-            value_streams=_read_value_streams(setup, expected),
+            value_streams=setup.read_value_streams(expected),
             dead_letters=_read(setup, setup.dead_letter_topic, len(stream.poison)),
             touches=_read(setup, setup.touches_topic, len(stream.messages)),
         )
@@ -232,7 +223,7 @@ def test_a_worker_killed_twice_mid_stream_ends_as_the_uninterrupted_run_and_the_
             worker.start()
         publisher.join(timeout=60)
         counts = worker.wait_until_consumed(total, timeout_s=90)
-        value_streams = _read_value_streams(setup, expected)
+        value_streams = setup.read_value_streams(expected)
         dead_letters = _read(setup, setup.dead_letter_topic, len(stream.poison))
 
     context = f"seed {seed}, killed after {killed_at} of {total} consumed"

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
+import duckdb
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -137,6 +138,27 @@ class WorkerSetup:
             return connection.execute(sql).fetchall()
         finally:
             connection.close()
+
+    def hold_archive(self) -> duckdb.DuckDBPyConnection:
+        """Open the archive for writing from this process, as soon as the sink lets go of
+        it: the history sink can store nothing more while the caller holds it."""
+
+        def opened() -> duckdb.DuckDBPyConnection | None:
+            try:
+                return duckdb.connect(str(self.archive))
+            except duckdb.IOException:
+                return None
+
+        return wait_for(opened, timeout_s=30, interval_s=0.05)
+
+    def read_value_streams(
+        self, expected: dict[bytes, bytes], timeout_s: float = 30.0
+    ) -> dict[bytes, bytes | None]:
+        """The latest value per deal on the value-streams topic, once it matches `expected`
+        (or at the deadline, for the diff)."""
+        with TopicReader(self.bootstrap_servers, self.value_streams_topic) as reader:
+            reader.read_until(lambda r: r.latest_by_key() == expected, timeout_s=timeout_s)
+            return reader.latest_by_key()
 
     @property
     def app_id(self) -> str:

@@ -452,8 +452,11 @@ def open_reader(path: Path) -> duckdb.DuckDBPyConnection:
             "or set GEMBA_DUCKDB_PATH"
         )
     connection = _connect(path, read_only=True, config=READER_SETTINGS)
-    connection.execute("SET TimeZone = 'UTC'")
-    connection.execute("SET lock_configuration = true")
+    # DuckDB shares one database instance among the connections of a process to one file:
+    # the first reader sets the time zone for all and locks it; later ones find it locked.
+    if not _scalar(connection, "SELECT current_setting('lock_configuration')"):
+        connection.execute("SET GLOBAL TimeZone = 'UTC'")
+        connection.execute("SET GLOBAL lock_configuration = true")
     return connection
 
 

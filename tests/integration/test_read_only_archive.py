@@ -125,6 +125,29 @@ def test_every_reader_opened_read_only_is_locked_down_the_same_way(archive: Path
     assert locked == [(True,)]
 
 
+def test_readers_open_at_once_in_one_process_share_the_lock_and_the_utc_clock(
+    archive: Path,
+) -> None:
+    # DuckDB gives the connections of one process to one file one database instance: the
+    # second reader finds its configuration locked already (the dashboard's threads do this).
+    first = open_reader(archive)
+    try:
+        second = open_reader(archive)
+        try:
+            figures = [
+                c.execute(
+                    "SELECT current_setting('TimeZone'), current_setting('lock_configuration')"
+                ).fetchall()
+                for c in (first, second)
+            ]
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+    assert figures == [[("UTC", True)], [("UTC", True)]]
+
+
 @pytest.mark.parametrize("name", PROBES)
 def test_a_query_cannot_reach_past_the_archive(
     name: str, reader: duckdb.DuckDBPyConnection, outside: Path, other: Path

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.broker import start_broker, stop_broker
+from streams.kafka.broker import start_broker, stop_broker
 from streams.settings import Settings
 
 __all__ = ["benchmark_broker", "free_port"]

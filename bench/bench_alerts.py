@@ -17,7 +17,7 @@ records' Kafka timestamps:
   worker's main output is (the pipeline folds every 0.5 s or 2,000 messages, and
   Faust publishes what a message produced when its offset is committed).
 
-The live alert clock is the wall clock (`projections.alerts.live_watermark`), so a
+The live alert clock is the wall clock (`projections.deal.alerts.live_watermark`), so a
 crossing is alerted within a tick of the clock once the worker has folded the event
 that set it: the alert delay is the clock's tick, plus whatever of the fold lag
 exceeds the threshold; it does not wait for a commit (alerts are sent at once,
@@ -49,7 +49,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench._broker import benchmark_broker, free_port
 from events.producer import ensure_topic
-from streams.processes import is_running, spawn, stop_process, tail, wait_for_url
+from streams.kafka.processes import is_running, spawn, stop_process, tail, wait_for_url
 from streams.settings import Settings
 
 __all__ = ["main"]
@@ -142,7 +142,7 @@ class Bench:
 def _bench_policy(threshold_s: float) -> str:
     from importlib import resources
 
-    text = resources.files("projections").joinpath("default_policy.toml").read_text("utf-8")
+    text = resources.files("projections.policy").joinpath("default.toml").read_text("utf-8")
     override = SEGMENT_POLICY.format(days=threshold_s / 86_400).strip()
     return text.replace('name = "default"', 'name = "bench"').replace("[stall.segments]", override)
 

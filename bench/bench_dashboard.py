@@ -47,7 +47,7 @@ import orjson
 
 from bench._broker import free_port
 from projections import default_policy
-from projections.history_db import (
+from projections.archive.history_db import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,
@@ -85,13 +85,13 @@ def build_archive(path: Path, deals: int) -> int:
 
 
 def serve_command(port: int) -> list[str]:
-    """`gemba serve` as a user runs it (registering the command if streams/cli.py does not yet)."""
-    from streams.cli import cli
+    """`gemba serve` as a user runs it (registering the command if streams/cli/main.py does not)."""
+    from streams.cli.main import cli
 
     if "serve" in cli.commands:
         return [sys.executable, "-m", "streams", "serve", "--port", str(port)]
     bootstrap = (
-        "from streams.cli import cli, main; from streams.cli_serve import register; "
+        "from streams.cli.main import cli, main; from streams.cli.serve import register; "
         "register(cli); main()"
     )
     return [sys.executable, "-c", bootstrap, "serve", "--port", str(port)]
@@ -138,7 +138,7 @@ def sql_peer(path: Path, statements: list[str]) -> Callable[[], object]:
 
 
 def campaigns_peer(path: Path) -> Callable[[], object]:
-    from projections.campaign_history import campaign_history
+    from projections.campaigns.history import campaign_history
 
     def compute() -> object:
         connection = open_archive(path, read_only=True)
@@ -152,8 +152,8 @@ def campaigns_peer(path: Path) -> Callable[[], object]:
 
 
 def assumptions_peer(path: Path, file: Path) -> Callable[[], object]:
-    from projections.assumption_file import load_assumptions
-    from projections.assumptions import check_assumptions
+    from projections.assumptions.evaluation import check_assumptions
+    from projections.assumptions.file import load_assumptions
 
     def compute() -> object:
         connection = open_archive(path, read_only=True)

@@ -1,4 +1,4 @@
-"""What rebalance safety costs: Faust's no-op agent with and without streams/rebalance.py.
+"""What rebalance safety costs: Faust's no-op agent with and without streams/worker/rebalance.py.
 
     .venv/bin/python bench/bench_rebalance_cost.py [--events N] [--rounds R]
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._broker import benchmark_broker
 from bench.bench_worker import faust_noop, raw_consumption, simulated_messages
 from events.producer import ensure_topic
-from tests.integration.worker_harness import publish
+from tests.support.worker_harness import publish
 
 
 def main() -> None:

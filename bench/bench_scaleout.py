@@ -16,7 +16,7 @@ aiokafka and how the partitions were split.
 The events are published once the group has formed rather than before the workers
 start: workers joining one by one while another folds a backlog rebalance the group in
 the middle of its batches, which measures rebalances rather than throughput (and, before
-streams/rebalance.py, left partitions unread: tests/integration/test_rebalance_backlog.py
+streams/worker/rebalance.py, left partitions unread: tests/integration/test_rebalance_backlog.py
 runs that scenario). The publisher runs beside the workers
 on the same machine (its seconds are printed); the machine is shared: read the ratios,
 not the rates, and the load average printed with them.
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._broker import benchmark_broker
 from bench.bench_worker import POLL_S, STUCK_S, Rate, inventory, raw_consumption, simulated_messages
-from tests.integration.worker_harness import WorkerProcess, WorkerSetup, publish
+from tests.support.worker_harness import WorkerProcess, WorkerSetup, publish
 
 PROGRESS_EVERY_S = 2.0
 FORMED_POLLS = 3

@@ -37,7 +37,7 @@ from bench._broker import benchmark_broker
 from events import encode
 from events.models import CallLogged, CallOutcome, DealOpened, Direction
 from streams.simulator import SimulationConfig, history_records
-from tests.integration.worker_harness import WorkerProcess, WorkerSetup, publish
+from tests.support.worker_harness import WorkerProcess, WorkerSetup, publish
 
 EVENTS_PER_DEAL = 25
 """Fewer than the simulator makes per deal (campaign responses included), so that enough
@@ -143,7 +143,7 @@ def faust_noop(
     bootstrap_servers: str, topic: str, count: int, tmp: Path, *, safe: bool = False
 ) -> Rate:
     """The second peer: a Faust agent doing nothing with each message (bench/faust_noop.py);
-    with `safe`, with the worker's rebalance safety (streams/rebalance.py)."""
+    with `safe`, with the worker's rebalance safety (streams/worker/rebalance.py)."""
     out = tmp / "noop.txt"
     out.unlink(missing_ok=True)
     began = time.perf_counter()

@@ -6,7 +6,7 @@ Run by bench_worker.py as a second peer beside raw aiokafka: the same Faust vers
 consumer settings as `gemba worker`, one agent on the same topic that counts messages
 (acks on, as a plain Faust agent has them) and writes, once it has seen COUNT, the
 seconds from its first message to its last to OUT_FILE. The benchmark then stops it.
-With `safe`, the app gets what `gemba worker` has from streams/rebalance.py (its consumer
+With `safe`, the app gets what `gemba worker` has from streams/worker/rebalance.py (its consumer
 and streams iterated in Python), so that bench_rebalance_cost.py can weigh it.
 """
 
@@ -23,7 +23,7 @@ import faust
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.rebalance import make_rebalance_safe
+from streams.worker.rebalance import make_rebalance_safe
 
 
 def main() -> None:

@@ -1,14 +1,13 @@
 """Gemba's pure core: fold a deal's events, under a versioned policy, into its value stream."""
 
-from projections.aggregate import (
-    learned_stall_thresholds,
-    total,
-    totals_by,
-    totals_by_owner,
-    totals_by_segment,
-    totals_by_stage,
-)
 from projections.categories import DealStatus, TouchClass, WasteCategory
+from projections.deal.event_set import canonical_events
+from projections.deal.stages import StageVisit
+from projections.deal.stall import StallEpisode
+from projections.deal.state import DealState, deal_value_streams, events_by_deal
+from projections.deal.totals import Totals, TouchCounts, Waste
+from projections.deal.touches import Touch
+from projections.deal.value_stream import DealValueStream, StageValueStream, deal_value_stream
 from projections.errors import (
     DealNotOpened,
     NotOneDeal,
@@ -16,14 +15,15 @@ from projections.errors import (
     PolicyProblem,
     ProjectionError,
 )
-from projections.event_set import canonical_events
-from projections.policy import Policy, default_policy, load_policy, parse_policy
-from projections.stages import StageVisit
-from projections.stall import StallEpisode
-from projections.state import DealState, deal_value_streams, events_by_deal
-from projections.totals import Totals, TouchCounts, Waste
-from projections.touches import Touch
-from projections.value_stream import DealValueStream, StageValueStream, deal_value_stream
+from projections.policy.model import Policy, default_policy, load_policy, parse_policy
+from projections.portfolio.aggregate import (
+    learned_stall_thresholds,
+    total,
+    totals_by,
+    totals_by_owner,
+    totals_by_segment,
+    totals_by_stage,
+)
 
 __all__ = [
     "DealNotOpened",

@@ -1,5 +1,5 @@
 """`python -m streams` runs the gemba command line."""
 
-from streams.cli import main
+from streams.cli.main import main
 
 main()

@@ -42,7 +42,7 @@ from events.codec import MAX_EVENT_BYTES
 from events.future import FutureLimit
 from events.producer import EventPublisher
 from streams.errors import GembaError
-from streams.kafka_clients import ensure_topic_for, open_publisher
+from streams.kafka.clients import ensure_topic_for, open_publisher
 from streams.settings import MIN_SECRET_CHARS, Settings
 
 __all__ = [

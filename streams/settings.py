@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     alert_webhook_retry_s: float = Field(default=0.5, gt=0, description="First retry delay.")
     alert_webhook_retry_max_s: float = Field(default=60.0, gt=0, description="Longest delay.")
 
-    # Kafka security: TLS and SASL for every client (streams/kafka_clients.py).
+    # Kafka security: TLS and SASL for every client (streams/kafka/clients.py).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How clients talk to the brokers."
     )
@@ -270,7 +270,7 @@ class Settings(BaseSettings):
         """Cache of the broker's jars, resolved by Maven once per Kafka version."""
         return self.state_dir / "kafka" / self.kafka_version / "libs"
 
-    # The history archive (streams/sink.py, projections/history_db.py, docs/history.md).
+    # The history archive (streams/worker/sink.py, projections/archive/, docs/history.md).
     duckdb_path: Path | None = Field(
         default=None, description="The history archive (DuckDB file); state_dir/gemba.duckdb."
     )

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import start_broker, stop_broker
+from streams.kafka.broker import start_broker, stop_broker
 from streams.settings import Settings
-from tests.integration.worker_harness import free_port
+from tests.support.worker_harness import free_port
 
 
 @pytest.fixture(scope="session")

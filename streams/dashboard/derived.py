@@ -28,7 +28,7 @@ import structlog
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from projections.policy import Policy
+    from projections.policy.model import Policy
 
 __all__ = [
     "Derived",
@@ -46,9 +46,9 @@ Position = tuple[tuple[str, int, int], ...]
 
 
 def _log_and_position(settings: Settings) -> tuple[Position, list[Any]]:
-    from projections.dashboard_queries import archive_position
-    from projections.history_db import archived_events
-    from streams.cli_history import reading
+    from projections.archive.dashboard_queries import archive_position
+    from projections.archive.history_db import archived_events
+    from streams.cli.history import reading
 
     with reading(settings) as connection:
         return archive_position(connection), archived_events(connection)
@@ -59,8 +59,8 @@ def campaign_documents(settings: Settings, policy: Policy) -> tuple[Position, di
 
     The same figures as `gemba campaigns --json` (and `--flow --json`) over all history.
     """
-    from projections.campaign_history import campaign_history
-    from streams.cli_campaigns import MODELS, _flow_document, _row_document, not_opened_document
+    from projections.campaigns.history import campaign_history
+    from streams.cli.campaigns import MODELS, _flow_document, _row_document, not_opened_document
 
     position, records = _log_and_position(settings)
     history = campaign_history(records, policy)
@@ -87,7 +87,7 @@ def campaign_documents(settings: Settings, policy: Policy) -> tuple[Position, di
 
 def _shown(result: Any) -> dict[str, str]:
     """A claim's figures as `gemba assumptions check` prints them, in the metric's unit."""
-    from streams.assumptions_report import figure, p_text
+    from streams.reports.assumptions import figure, p_text
 
     metric = result.claim.metric
     interval = "-"
@@ -110,9 +110,9 @@ def assumption_documents(
 
     The last report of the trend is the one `gemba assumptions check FILE` gives.
     """
-    from projections.assumption_file import load_assumptions
-    from projections.assumptions import assumption_trend
-    from streams.assumptions_report import claim_document, period_label, report_document
+    from projections.assumptions.evaluation import assumption_trend
+    from projections.assumptions.file import load_assumptions
+    from streams.reports.assumptions import claim_document, period_label, report_document
 
     claims = load_assumptions(file)
     position, records = _log_and_position(settings)

@@ -9,14 +9,14 @@ from typing import Any
 
 import orjson
 
-from projections.alerts import StallAlert
-from projections.dashboard_queries import (
+from projections.archive.dashboard_queries import (
     ArchiveStamp,
     DealTimeline,
     StageBox,
     StalledDeal,
     ValueStreamMap,
 )
+from projections.deal.alerts import StallAlert
 
 __all__ = [
     "alert_card",

@@ -1,6 +1,6 @@
 """The dashboard's HTTP handlers: read the request, ask the archive or a cached view, answer JSON.
 
-Each handler is thin: parameters become typed values (projections.dashboard_queries
+Each handler is thin: parameters become typed values (projections.archive.dashboard_queries
 binds them into SQL), the question runs off the event loop, and the answer is
 one JSON document stamped with the archive's event time and policy versions.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from projections import dashboard_queries as queries
-from projections.alerts import StallAlert
-from projections.policy import Policy
-from streams.cli_campaigns import MODELS
+from projections.archive import dashboard_queries as queries
+from projections.deal.alerts import StallAlert
+from projections.policy.model import Policy
+from streams.cli.campaigns import MODELS
 from streams.dashboard.archive import ArchiveReader
 from streams.dashboard.derived import DerivedView
 from streams.dashboard.documents import (

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from projections.alerts import StallAlert
+from projections.deal.alerts import StallAlert
 from streams.dashboard.documents import alert_card, json_bytes
 from streams.settings import Settings
 

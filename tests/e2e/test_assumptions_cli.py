@@ -14,10 +14,10 @@ import pytest
 
 from events import decode
 from projections import default_policy
-from projections.assumption_file import load_assumptions
-from projections.assumptions import check_assumptions
+from projections.assumptions.evaluation import check_assumptions
+from projections.assumptions.file import load_assumptions
 from streams.simulator import SimulationConfig, history_lines
-from tests.archives import RECORDED_AFTER, archive_of
+from tests.support.archives import RECORDED_AFTER, archive_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

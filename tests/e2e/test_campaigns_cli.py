@@ -13,9 +13,9 @@ import pytest
 
 from events import decode
 from projections import default_policy
-from projections.campaign_history import campaign_history
+from projections.campaigns.history import campaign_history
 from streams.simulator import SimulationConfig, ground_truth, history_lines
-from tests.archives import RECORDED_AFTER, archive_of
+from tests.support.archives import RECORDED_AFTER, archive_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -38,7 +38,7 @@ def gemba(archive: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _expected(as_of: str | None = None) -> dict[str, Decimal]:
-    from streams.cli_history import parse_as_of
+    from streams.cli.history import parse_as_of
 
     records = [
         (event, event.occurred_at + RECORDED_AFTER) for event in map(decode, history_lines(CONFIG))

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from events.exporters.csv_cells import FORMULA_STARTS
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.simulator import SimulationConfig, history_lines
-from tests.archives import archive_of
+from tests.support.archives import archive_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -26,21 +26,21 @@ import pytest
 from events import decode
 from events.producer import ensure_topic
 from projections import default_policy
-from projections.alerts import AlertKind, StallAlert, ThresholdBasis, ThresholdChoice
-from projections.assumption_file import load_assumptions
-from projections.assumptions import check_assumptions
-from projections.campaign_history import campaign_history
-from projections.history_db import (
+from projections.archive.history_db import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,
     open_archive,
     read_only_query,
 )
-from streams.assumptions_report import figure
+from projections.assumptions.evaluation import check_assumptions
+from projections.assumptions.file import load_assumptions
+from projections.campaigns.history import campaign_history
+from projections.deal.alerts import AlertKind, StallAlert, ThresholdBasis, ThresholdChoice
+from streams.reports.assumptions import figure
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
-from tests.integration.worker_harness import free_port
+from tests.support.worker_harness import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -115,13 +115,13 @@ def ask(archive: Path, sql: str, parameters: dict[str, Any] | None = None) -> li
 
 
 def _gemba(*args: str) -> list[str]:
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     if args[0] != "serve" or "serve" in cli.commands:
         return [sys.executable, "-m", "streams", *args]
-    # Until streams/cli.py registers `serve` (streams.cli_serve.register), register it here.
+    # Until streams/cli/main.py registers `serve` (streams.cli.serve.register), register it here.
     bootstrap = (
-        "from streams.cli import cli, main; from streams.cli_serve import register; "
+        "from streams.cli.main import cli, main; from streams.cli.serve import register; "
         "register(cli); main()"
     )
     return [sys.executable, "-c", bootstrap, *args]
@@ -482,7 +482,7 @@ def test_the_campaign_view_draws_the_flow_and_credits_revenue_under_the_chosen_m
 def test_the_assumptions_view_gives_each_claim_the_verdict_and_effect_of_a_direct_check(
     page: Any, server: str, history: list[tuple[Any, datetime]], claims_file: Path
 ) -> None:
-    from streams.cli_assumptions import code_version
+    from streams.cli.assumptions import code_version
 
     report = check_assumptions(
         history, load_assumptions(claims_file), default_policy(), code_version=code_version()

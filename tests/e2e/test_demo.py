@@ -14,9 +14,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.processes import is_running
+from streams.kafka.processes import is_running
 from streams.settings import Settings
-from tests.integration.worker_harness import free_port
+from tests.support.worker_harness import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -20,13 +20,13 @@ from click.testing import CliRunner, Result
 
 from events import EventBase, PublishError, decode
 from events.importers import ImportRequest, import_file
-from projections.history_db import open_archive
-from streams.cli import cli
-from streams.cli_export import register as register_export
-from streams.cli_import import register as register_import
+from projections.archive.history_db import open_archive
+from streams.cli.export import register as register_export
+from streams.cli.importing import register as register_import
+from streams.cli.main import cli
 from streams.simulator import SimulationConfig, history_lines
-from tests.archives import archive_of
-from tests.shared_data import maven_crm_pipeline
+from tests.support.archives import archive_of
+from tests.support.shared_data import maven_crm_pipeline
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,7 +41,7 @@ CONFIG = SimulationConfig(seed=7, deals=25, accounts=12, months=2)
 
 @pytest.fixture(scope="module")
 def gemba() -> click.Group:
-    """The gemba command line with import and export registered (as streams/cli.py does)."""
+    """The gemba command line with import and export registered (as streams/cli/main.py does)."""
     for register, name in ((register_import, "import"), (register_export, "export")):
         if name not in cli.commands:
             register(cli)

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from events.codec import encode
-from streams.cli import cli
-from tests.archives import archive_of
-from tests.terminal_checks import assert_literal
-from tests.unit.deal_builders import DealScript, campaign_response, march
+from streams.cli.main import cli
+from tests.support.archives import archive_of
+from tests.support.deal_builders import DealScript, campaign_response, march
+from tests.support.terminal_checks import assert_literal
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -30,7 +30,7 @@ from kafka.partitioner.default import murmur2
 
 from events import CallLogged, CallOutcome, DealOpened, Direction, EventBase, decode, encode
 from projections import deal_value_stream, default_policy, events_by_deal
-from projections.alerts import (
+from projections.deal.alerts import (
     AlertKind,
     EpisodeEnd,
     StallAlert,
@@ -39,7 +39,7 @@ from projections.alerts import (
 )
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     TopicReader,
     WorkerProcess,
     WorkerSetup,
@@ -387,7 +387,7 @@ def test_in_live_mode_a_deal_silent_for_months_is_alerted_at_once_and_a_restart_
 
 
 def _policy_with_live_segment(seconds: float) -> str:
-    text = resources.files("projections").joinpath("default_policy.toml").read_text("utf-8")
+    text = resources.files("projections.policy").joinpath("default.toml").read_text("utf-8")
     override = LIVE_POLICY.format(days=seconds / 86_400)
     return text.replace('name = "default"', 'name = "live-test"').replace(
         "[stall.segments]", override.strip()
@@ -395,15 +395,15 @@ def _policy_with_live_segment(seconds: float) -> str:
 
 
 def cli_with_alerts() -> Any:
-    from streams.cli import cli
-    from streams.cli_alerts import register
+    from streams.cli.alerts import register
+    from streams.cli.main import cli
 
     register(cli)
     return cli
 
 
 FOLLOW = (
-    "from streams.cli import cli, main; from streams.cli_alerts import register; "
+    "from streams.cli.main import cli, main; from streams.cli.alerts import register; "
     "register(cli); main()"
 )
 

@@ -24,7 +24,7 @@ from kafka import KafkaAdminClient
 
 from events.producer import KafkaEventPublisher
 from projections import default_policy
-from streams.broker import (
+from streams.kafka.broker import (
     CLUSTER_REPLICATION_FACTOR,
     LocalCluster,
     kill_node,
@@ -33,7 +33,7 @@ from streams.broker import (
     stop_cluster,
 )
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     Counts,
     TouchStream,
     WorkerProcess,

@@ -22,8 +22,8 @@ from events import CampaignResponded, EventBase, ResponseKind, encode
 from projections import default_policy
 from projections.categories import DealStatus
 from streams.settings import Settings
-from tests.campaign_tables import campaigns_page, history_journeys
-from tests.integration.worker_harness import (
+from tests.support.campaign_tables import campaigns_page, history_journeys
+from tests.support.worker_harness import (
     Counts,
     TopicReader,
     TouchStream,

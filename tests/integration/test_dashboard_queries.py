@@ -11,8 +11,7 @@ import pytest
 
 from events import decode
 from projections import default_policy
-from projections.alerts import AlertKind
-from projections.dashboard_queries import (
+from projections.archive.dashboard_queries import (
     DashboardQueryError,
     Filters,
     deal_timeline,
@@ -22,7 +21,8 @@ from projections.dashboard_queries import (
     waste_deals,
     waste_pareto,
 )
-from projections.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
+from projections.archive.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
+from projections.deal.alerts import AlertKind
 from streams.simulator import SimulationConfig, history_lines
 from tests.unit.test_dashboard import _alert
 

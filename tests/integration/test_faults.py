@@ -30,10 +30,11 @@ from events.errors import PublishError
 from events.future import FutureLimit
 from events.producer import KafkaEventPublisher, ensure_topic
 from projections import DealNotOpened, deal_value_stream, default_policy, events_by_deal
-from projections.history_db import open_archive, verify_archive
-from streams.broker import start_broker, stop_broker
+from projections.archive.history_db import open_archive, verify_archive
+from streams.kafka.broker import start_broker, stop_broker
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.strategies import events, malformed_messages
+from tests.support.worker_harness import (
     BROKER_FIGURES,
     Counts,
     Record,
@@ -47,7 +48,6 @@ from tests.integration.worker_harness import (
     realistic_touches,
     wait_for,
 )
-from tests.strategies import events, malformed_messages
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,7 @@ from click.testing import CliRunner
 
 from events import Event, decode
 from projections import deal_value_stream, default_policy, total, totals_by_stage
-from projections.errors import DealNotOpened
-from projections.history_db import (
+from projections.archive.history_db import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,
@@ -33,8 +32,9 @@ from projections.history_db import (
     value_stream_report,
     verify_archive,
 )
-from projections.state import events_by_deal
-from streams.cli import cli
+from projections.deal.state import events_by_deal
+from projections.errors import DealNotOpened
+from streams.cli.main import cli
 from streams.errors import GembaError
 from streams.simulator import SimulationConfig, history_records
 
@@ -506,7 +506,7 @@ def test_replay_with_another_policy_shows_which_deals_change(
     archive: Archive, tmp_path: Path
 ) -> None:
     stricter = tmp_path / "stricter.toml"
-    text = (Path(__file__).parents[2] / "projections" / "default_policy.toml").read_text()
+    text = (Path(__file__).parents[2] / "projections" / "policy" / "default.toml").read_text()
     stricter.write_text(
         text.replace('name = "default"', 'name = "strict"').replace(
             "emails_before_chasing = 2", "emails_before_chasing = 0"

@@ -23,18 +23,18 @@ import pytest
 from click.testing import CliRunner
 
 from projections import default_policy
-from projections.history_db import (
+from projections.archive.history_db import (
     archived_events,
     content_hash,
     open_archive,
     replay,
     verify_archive,
 )
-from projections.replay_sql import sql_replay
-from projections.rollup import DIMENSIONS
-from streams.cli import cli
+from projections.archive.replay_sql import sql_replay
+from projections.portfolio.rollup import DIMENSIONS
+from streams.cli.main import cli
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     TopicReader,
     TouchStream,
     WorkerProcess,

@@ -21,9 +21,9 @@ from events import decode
 from events.producer import publish_jsonl
 from events.pseudonyms import Pseudonymiser, is_pseudonym
 from streams.ingest import ingest_app
-from streams.kafka_clients import ensure_topic_for, open_publisher
+from streams.kafka.clients import ensure_topic_for, open_publisher
 from streams.settings import Settings
-from tests.integration.worker_harness import TopicReader, free_port, wait_for
+from tests.support.worker_harness import TopicReader, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -34,18 +34,18 @@ from kafka.partitioner.default import murmur2
 from events import EventBase
 from events.producer import KafkaEventPublisher
 from projections import DealNotOpened, deal_value_stream, default_policy, events_by_deal
-from projections.alerts import AlertKind, StallAlert, StallThresholds, check_stalls
-from projections.history_db import (
+from projections.archive.history_db import (
     archived_events,
     content_hash,
     open_archive,
     replay,
     verify_archive,
 )
-from projections.rollup import DIMENSIONS, add_vectors
+from projections.deal.alerts import AlertKind, StallAlert, StallThresholds, check_stalls
+from projections.portfolio.rollup import DIMENSIONS, add_vectors
 from streams.settings import Settings
-from streams.value_streams import ValueStreamFolder
-from tests.integration.worker_harness import (
+from streams.worker.value_streams import ValueStreamFolder
+from tests.support.worker_harness import (
     Counts,
     TopicReader,
     TouchStream,

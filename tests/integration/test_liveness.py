@@ -1,7 +1,7 @@
 """Nothing stops silently, against the real broker: a record too large to dead-letter whole,
 a quiet spell (not a stuck commit), a commit really held back, and an agent that dies.
 
-One worker lives through them in turn (tests/integration/crashing_worker.py: the real
+One worker lives through them in turn (tests/support/crashing_worker.py: the real
 worker, plus an agent that dies on a message keyed DEATH_KEY); the tests then say, one by
 one, what must hold.
 """
@@ -19,8 +19,8 @@ import pytest
 
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
-from tests.integration.crashing_worker import CRASH_MESSAGE, CRASHING_AGENT, DEATH_KEY
-from tests.integration.worker_harness import (
+from tests.support.crashing_worker import CRASH_MESSAGE, CRASHING_AGENT, DEATH_KEY
+from tests.support.worker_harness import (
     Counts,
     Record,
     TopicReader,
@@ -124,9 +124,7 @@ def story(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     with_huge = [*good[: len(good) // 2], (good[0][0], huge), *good[len(good) // 2 :]]
     total = len(with_huge)
     publish(setup.bootstrap_servers, setup.touches_topic, with_huge)
-    worker = WorkerProcess(
-        setup, state / "worker.log", module=("tests.integration.crashing_worker",)
-    )
+    worker = WorkerProcess(setup, state / "worker.log", module=("tests.support.crashing_worker",))
     try:
         worker.start()
         counts_after_huge = worker.wait_until_consumed(total, timeout_s=60)

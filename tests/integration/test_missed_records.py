@@ -11,12 +11,12 @@ import pytest
 
 from events.producer import ensure_topic
 from projections import default_policy
-from projections.history_db import HistoryWriter, open_archive
-from streams.missed import MissedRecordReader
+from projections.archive.history_db import HistoryWriter, open_archive
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
-from streams.sink import HistorySink
-from tests.integration.worker_harness import publish
+from streams.worker.missed import MissedRecordReader
+from streams.worker.sink import HistorySink
+from tests.support.worker_harness import publish
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from events import CallLogged, CallOutcome, Direction, EmailLogged, decode, encode
 from events.errors import PublishError
 from events.producer import KafkaEventPublisher, ensure_topic
-from streams.kafka_clients import ensure_topic_for
+from streams.kafka.clients import ensure_topic_for
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

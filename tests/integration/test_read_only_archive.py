@@ -14,17 +14,17 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from projections.history_db import (
+from projections.archive.history_db import (
     READER_SETTINGS,
     StatementRefused,
     open_archive,
     open_reader,
     read_only_query,
 )
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.errors import GembaError
 from streams.simulator import SimulationConfig, history_lines
-from tests.archives import archive_of
+from tests.support.archives import archive_of
 
 pytestmark = pytest.mark.integration
 

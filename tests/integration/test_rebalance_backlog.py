@@ -5,7 +5,7 @@ its first record.
 The topic is filled before any worker starts; four workers of one app then join one
 after another, so the group rebalances while each holds fetched messages it has not
 taken yet, and partitions are revoked and given back in the middle of their batches.
-Before streams/rebalance.py this lost messages: a partition the group had committed
+Before streams/worker/rebalance.py this lost messages: a partition the group had committed
 nothing for kept its old read position when given back (past everything fetched
 before), and the skipped messages were acked and committed, so the next owner started
 past them too (in one run of two of this scenario, and in every first round of four
@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 
 from projections import default_policy
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     TopicReader,
     TouchStream,
     WorkerProcess,

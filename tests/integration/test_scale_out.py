@@ -25,9 +25,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from events import DealOpened, EventRejected, decode
 from projections import default_policy
-from projections.history_db import open_archive
+from projections.archive.history_db import open_archive
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     Counts,
     TopicReader,
     TouchStream,

@@ -1,7 +1,7 @@
 """Gemba's real clients through a real broker that lets in only TLS with SASL.
 
 A broker of this module's own (KRaft, 127.0.0.1) whose one client listener is SASL_SSL,
-with a certificate from a throwaway CA (tests/integration/secure_broker.py). Events go in
+with a certificate from a throwaway CA (tests/support/secure_broker.py). Events go in
 through Gemba's publisher under each SASL mechanism and come back through the
 missed-record reader; a real `gemba worker` folds a realistic stream through it, and its
 broker watch finds the cluster reachable. A wrong password and a client without TLS are
@@ -24,16 +24,16 @@ import pytest
 
 from events import PublishError
 from projections import default_policy
-from streams.kafka_clients import ensure_topic_for, open_publisher
-from streams.missed import MissedRecord, MissedRecordReader
+from streams.kafka.clients import ensure_topic_for, open_publisher
 from streams.settings import Settings
-from tests.integration.secure_broker import (
+from streams.worker.missed import MissedRecord, MissedRecordReader
+from tests.support.secure_broker import (
     Mechanism,
     SecureBroker,
     SecureWorkerSetup,
     running_secure_broker,
 )
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     BROKER_FIGURES,
     Counts,
     TouchStream,

@@ -13,9 +13,9 @@ import pytest
 
 from events.codec import encode
 from streams.settings import Settings
-from tests.integration.worker_harness import WorkerSetup, running_worker, wait_for
-from tests.terminal_checks import assert_literal
-from tests.unit.deal_builders import DealScript, march
+from tests.support.deal_builders import DealScript, march
+from tests.support.terminal_checks import assert_literal
+from tests.support.worker_harness import WorkerSetup, running_worker, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from projections import default_policy
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     Counts,
     Record,
     TopicReader,

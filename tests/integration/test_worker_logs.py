@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from streams.settings import Settings
-from tests.integration.worker_harness import WorkerSetup, publish, running_worker
+from tests.support.worker_harness import WorkerSetup, publish, running_worker
 
 CONTACT = "marker.person.93e1@acme.example"
 SUBJECT = "marker-subject-93e1"

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
-from tests.integration.worker_harness import (
+from tests.support.worker_harness import (
     TouchStream,
     WorkerProcess,
     WorkerSetup,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from events.future import DEFAULT_FUTURE_SKEW
 from events.models import CallOutcome, Event
-from projections.aggregate import learned_stall_thresholds
-from projections.alerts import (
+from projections.categories import DealStatus
+from projections.deal.alerts import (
     AlertKind,
     AlertLedger,
     ClosedDeal,
@@ -24,11 +24,11 @@ from projections.alerts import (
     live_watermark,
     stall_alert_quality,
 )
-from projections.categories import DealStatus
+from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.errors import ProjectionError
-from projections.policy import Policy, default_policy
-from projections.value_stream import DealValueStream, deal_value_stream
-from tests.unit.deal_builders import DealScript, deal_events, march
+from projections.policy.model import Policy, default_policy
+from projections.portfolio.aggregate import learned_stall_thresholds
+from tests.support.deal_builders import DealScript, deal_events, march
 
 DAY = timedelta(days=1)
 TICK = timedelta(microseconds=1)

@@ -8,12 +8,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from projections.alerts import StallThresholds, check_stalls
-from projections.policy import default_policy
-from projections.value_stream import deal_value_stream
-from streams import cli_alerts
+from projections.deal.alerts import StallThresholds, check_stalls
+from projections.deal.value_stream import deal_value_stream
+from projections.policy.model import default_policy
+from streams.cli import alerts as cli_alerts
 from streams.settings import Settings
-from tests.unit.deal_builders import DealScript, march
+from tests.support.deal_builders import DealScript, march
 
 
 def alerts_of_one_episode() -> list[Any]:

@@ -12,11 +12,11 @@ from faust.types import TP
 
 from events import CallOutcome, EventBase, decode, encode
 from events.models import Event
-from projections.alerts import AlertKind, EpisodeEnd, StallAlert
-from projections.policy import Policy, default_policy
-from projections.value_stream import deal_value_stream
-from streams.alerts import AlertClock, DealAlertState, PartitionClock, StallAlertEngine
-from tests.unit.deal_builders import DealScript, march
+from projections.deal.alerts import AlertKind, EpisodeEnd, StallAlert
+from projections.deal.value_stream import deal_value_stream
+from projections.policy.model import Policy, default_policy
+from streams.worker.alerts import AlertClock, DealAlertState, PartitionClock, StallAlertEngine
+from tests.support.deal_builders import DealScript, march
 
 DAY = timedelta(days=1)
 QUIET_OPENS = march(2, 9)

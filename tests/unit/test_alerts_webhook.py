@@ -13,13 +13,13 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from projections.alerts import AlertKind, check_stalls
-from projections.alerts import StallThresholds as Thresholds
-from projections.policy import default_policy
-from projections.value_stream import deal_value_stream
+from projections.deal.alerts import AlertKind, check_stalls
+from projections.deal.alerts import StallThresholds as Thresholds
+from projections.deal.value_stream import deal_value_stream
+from projections.policy.model import default_policy
 from streams.settings import Settings
-from streams.webhook import WebhookSender, slack_message
-from tests.unit.deal_builders import DealScript, march
+from streams.worker.webhook import WebhookSender, slack_message
+from tests.support.deal_builders import DealScript, march
 
 
 def episode() -> tuple[Any, Any]:

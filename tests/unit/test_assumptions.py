@@ -13,24 +13,24 @@ import pytest
 from events import EventBase, decode
 from events.models import CampaignResponded, MeetingKind, MeetingOutcome, ResponseKind
 from projections import default_policy
-from projections.assumption_facts import FIELDS
-from projections.assumption_file import (
-    Assumptions,
-    AssumptionsError,
-    load_assumptions,
-    parse_assumptions,
-)
-from projections.assumption_log import deal_profiles, known_log, month_ends
-from projections.assumption_stats import holm_adjusted, permutation_p_value, quantile
-from projections.assumptions import (
+from projections.assumptions.evaluation import (
     AssumptionsReport,
     Verdict,
     assumption_trend,
     check_assumptions,
     verdict,
 )
+from projections.assumptions.facts import FIELDS
+from projections.assumptions.file import (
+    Assumptions,
+    AssumptionsError,
+    load_assumptions,
+    parse_assumptions,
+)
+from projections.assumptions.log import deal_profiles, known_log, month_ends
+from projections.assumptions.stats import holm_adjusted, permutation_p_value, quantile
 from streams.simulator import SimulationConfig, ground_truth, history_lines
-from tests.unit.deal_builders import DealScript
+from tests.support.deal_builders import DealScript
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "assumptions.example.toml"
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.models import CampaignResponded, ResponseKind
-from projections.attribution import (
+from projections.campaigns.attribution import (
     DATA_DRIVEN,
     AttributionModel,
     Milestones,
@@ -24,15 +24,20 @@ from projections.attribution import (
     milestones,
     split_cents,
 )
-from projections.campaign_flow import FlowLayer, FlowLink, FlowNode, campaign_flow
-from projections.campaign_report import campaign_table, compare_models, credits_by_deal
-from projections.campaigns import DealFacts, Journey, deal_facts_from_events, link_responses
+from projections.campaigns.flow import FlowLayer, FlowLink, FlowNode, campaign_flow
+from projections.campaigns.journeys import (
+    DealFacts,
+    Journey,
+    deal_facts_from_events,
+    link_responses,
+)
+from projections.campaigns.report import campaign_table, compare_models, credits_by_deal
+from projections.campaigns.shapley import ShapleyModel
 from projections.categories import DealStatus
+from projections.deal.totals import Totals, Waste
 from projections.errors import AttributionError, TooManyCampaigns
-from projections.policy import default_policy
-from projections.shapley import ShapleyModel
-from projections.totals import Totals, Waste
-from tests.unit.deal_builders import DealScript
+from projections.policy.model import default_policy
+from tests.support.deal_builders import DealScript
 
 M = AttributionModel
 OPEN_DAY = datetime(2026, 3, 1, 9, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import (
+from streams.kafka.broker import (
     CLUSTER_BROKER_CONFIG,
     BrokerError,
     ClusterNode,
@@ -19,7 +19,7 @@ from streams.broker import (
     stop_broker,
 )
 from streams.settings import Settings
-from tests.integration.worker_harness import free_port
+from tests.support.worker_harness import free_port
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 from events import EventBase, decode
 from events.models import CampaignResponded
 from projections import deal_value_stream, default_policy
-from projections.attribution import AttributionModel
-from projections.campaign_history import campaign_history
-from projections.campaign_report import campaign_table
-from projections.campaigns import deal_facts_from_events, link_responses
+from projections.campaigns.attribution import AttributionModel
+from projections.campaigns.history import campaign_history
+from projections.campaigns.journeys import deal_facts_from_events, link_responses
+from projections.campaigns.report import campaign_table
+from projections.deal.state import events_by_deal
 from projections.errors import DealNotOpened
-from projections.state import events_by_deal
-from streams.cli_campaigns import load_costs
+from streams.cli.campaigns import load_costs
 from streams.errors import GembaError
 from streams.simulator import SimulationConfig, ground_truth, history_lines
 
@@ -169,7 +169,7 @@ def test_the_dashboard_campaign_document_lists_the_deals_not_opened(
 ) -> None:
     from streams.dashboard.derived import campaign_documents
     from streams.settings import Settings
-    from tests.archives import archive_of
+    from tests.support.archives import archive_of
 
     lines = [*history_lines(CONFIG), EARLY_CALL, EARLY_EMAIL]
     archive = archive_of(tmp_path / "gemba.duckdb", lines)

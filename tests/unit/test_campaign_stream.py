@@ -1,7 +1,7 @@
 """Campaign roll-ups by account: what each account adds, summed, is the campaign table.
 
-The pure part (projections.campaign_rollup) is checked against `campaign_table` over
-simulated histories; the worker's part (streams.campaigns) over fake tables, topics
+The pure part (projections.campaigns.rollup) is checked against `campaign_table` over
+simulated histories; the worker's part (streams.worker.campaigns) over fake tables, topics
 and a fake stream: replays, late responses, bad messages and restarts.
 """
 
@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from events import EventBase, decode, encode
 from events.models import CampaignResponded, ResponseKind
-from projections.attribution import AttributionModel
-from projections.campaign_report import CampaignRow
-from projections.campaign_rollup import (
+from projections.campaigns.attribution import AttributionModel
+from projections.campaigns.report import CampaignRow
+from projections.campaigns.rollup import (
     TALLIED_MODELS,
     CampaignRollups,
     CampaignTally,
@@ -35,12 +35,12 @@ from projections.campaign_rollup import (
 )
 from projections.categories import DealStatus
 from projections.errors import AttributionError
-from projections.policy import default_policy
-from streams.campaigns import AccountForwarder, CampaignPipeline
-from streams.deal_store import DealEventStore
+from projections.policy.model import default_policy
 from streams.simulator import SimulationConfig, history_records
-from tests import campaign_tables as tables
-from tests.unit.deal_builders import DealScript
+from streams.worker.campaigns import AccountForwarder, CampaignPipeline
+from streams.worker.deal_store import DealEventStore
+from tests.support import campaign_tables as tables
+from tests.support.deal_builders import DealScript
 
 POLICY = default_policy()
 OPENED = datetime(2026, 3, 2, 9, tzinfo=UTC)

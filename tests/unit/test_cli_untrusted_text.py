@@ -22,21 +22,26 @@ from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
 from events.importers.outcome import ImportTally, Refused, Skipped
-from projections.alerts import StallThresholds, check_stalls
-from projections.assumption_file import load_assumptions
-from projections.assumptions import check_assumptions
-from projections.campaign_history import campaign_history
-from projections.history_db import ReportChange, ValueStreamReport, replay, replay_diff
-from projections.policy import default_policy
-from projections.rollup import vector
-from projections.value_stream import DealValueStream, deal_value_stream
-from streams import cli_alerts, cli_assumptions, cli_campaigns, cli_history, cli_import, demo
-from streams.demo import DemoOptions, DemoState
-from streams.render import deal_timeline, rollup_table
+from projections.archive.history_db import ReportChange, ValueStreamReport, replay, replay_diff
+from projections.assumptions.evaluation import check_assumptions
+from projections.assumptions.file import load_assumptions
+from projections.campaigns.history import campaign_history
+from projections.deal.alerts import StallThresholds, check_stalls
+from projections.deal.value_stream import DealValueStream, deal_value_stream
+from projections.policy.model import default_policy
+from projections.portfolio.rollup import vector
+from streams.cli import alerts as cli_alerts
+from streams.cli import assumptions as cli_assumptions
+from streams.cli import campaigns as cli_campaigns
+from streams.cli import demo
+from streams.cli import history as cli_history
+from streams.cli import importing as cli_import
+from streams.cli.demo import DemoOptions, DemoState
+from streams.cli.render import deal_timeline, rollup_table
 from streams.settings import Settings
 from streams.simulator import SimulationConfig
-from tests.terminal_checks import assert_literal, untrusted
-from tests.unit.deal_builders import DealScript, campaign_response, march
+from tests.support.deal_builders import DealScript, campaign_response, march
+from tests.support.terminal_checks import assert_literal, untrusted
 
 
 def printed(*renderables: RenderableType) -> str:

@@ -7,14 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projections.alerts import AlertKind, StallAlert, StallWaste, ThresholdBasis, ThresholdChoice
-from projections.dashboard_queries import (
+from projections.archive.dashboard_queries import (
     DashboardQueryError,
     Filters,
     StageBox,
     ValueStreamMap,
 )
-from projections.totals import Waste
+from projections.deal.alerts import (
+    AlertKind,
+    StallAlert,
+    StallWaste,
+    ThresholdBasis,
+    ThresholdChoice,
+)
+from projections.deal.totals import Waste
 from streams.dashboard.derived import DerivedView
 from streams.dashboard.documents import alert_card, json_bytes, map_document
 from streams.dashboard.live import QUEUE, AlertFeed

@@ -10,7 +10,7 @@ from aiokafka.producer.producer import AIOKafkaProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.batching import DeadLetter
+from streams.worker.batching import DeadLetter
 
 FAUST_LIMIT = 1_000_000
 """Faust's default producer_max_request_size."""

@@ -37,20 +37,20 @@ from kubernetes_validate.utils import latest_version
 from packaging.specifiers import SpecifierSet
 from pydantic import AliasChoices
 
-from streams import worker as worker_module
-from streams.alerts import alerts_topic
-from streams.app import create_app
-from streams.broker import (
+from streams.cli.main import cli
+from streams.cli.serve import EXAMPLE_ASSUMPTIONS
+from streams.dashboard.server import HOST as DASHBOARD_HOST
+from streams.kafka.broker import (
     CLUSTER_BROKER_CONFIG,
     CLUSTER_MIN_INSYNC_REPLICAS,
     CLUSTER_REPLICATION_FACTOR,
 )
-from streams.cli import cli
-from streams.cli_serve import EXAMPLE_ASSUMPTIONS
-from streams.dashboard.server import HOST as DASHBOARD_HOST
-from streams.kafka_clients import ensure_topic_for
-from streams.metrics import LEADER_TOPIC_SUFFIX
+from streams.kafka.clients import ensure_topic_for
 from streams.settings import PROJECT_ROOT, WILDCARD_HOSTS, Settings
+from streams.worker import run as worker_module
+from streams.worker.alerts import alerts_topic
+from streams.worker.app import create_app
+from streams.worker.metrics import LEADER_TOPIC_SUFFIX
 
 DEPLOY = PROJECT_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -908,7 +908,7 @@ def test_the_kafka_cluster_replicates_as_the_local_cluster_gemba_tests_a_node_lo
     }
 
     assert required <= CLUSTER_BROKER_CONFIG.keys()
-    assert not differ, f"kafka.yaml says, streams/broker.py says: {differ}"
+    assert not differ, f"kafka.yaml says, streams/kafka/broker.py says: {differ}"
     assert (CLUSTER_REPLICATION_FACTOR, CLUSTER_MIN_INSYNC_REPLICAS) == (3, 2)
 
 

@@ -26,7 +26,7 @@ from events import (
     json_schema,
 )
 from events.codec import MAX_EVENT_BYTES, decode_jsonl
-from tests.strategies import events
+from tests.support.strategies import events
 
 CALL: dict[str, Any] = {
     "type": "call",

@@ -22,14 +22,14 @@ from events.future import DEFAULT_FUTURE_SKEW, FutureLimit
 from events.importers.outcome import Refused, Skipped, refuse_future_dated
 from events.producer import publish_jsonl
 from projections import default_policy
-from streams.app import ValueStreamPipeline, _Delivery
-from streams.deal_store import DealEventStore
-from streams.missed import MissedRecord
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
-from streams.value_streams import ValueStreamFolder
-from tests.strategies import Recorded, future_dated, on_time
-from tests.unit.deal_builders import DealScript, march
+from streams.worker.app import ValueStreamPipeline, _Delivery
+from streams.worker.deal_store import DealEventStore
+from streams.worker.missed import MissedRecord
+from streams.worker.value_streams import ValueStreamFolder
+from tests.support.deal_builders import DealScript, march
+from tests.support.strategies import Recorded, future_dated, on_time
 
 LIMIT = FutureLimit()
 RECORDED = datetime(2026, 3, 2, 12, tzinfo=UTC)

@@ -23,7 +23,7 @@ from events.importers import (
     import_file,
 )
 from events.importers.values import ident, slug
-from tests.shared_data import maven_crm_pipeline
+from tests.support.shared_data import maven_crm_pipeline
 
 MAVEN_MAPPING = Path(__file__).parents[2] / "deploy" / "mappings" / "maven_crm.toml"
 

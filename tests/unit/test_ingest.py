@@ -20,7 +20,7 @@ from kafka.errors import KafkaTimeoutError
 
 from events import EventBase, PublishError
 from events.future import FutureLimit
-from streams.cli_ingest import register
+from streams.cli.ingest import register
 from streams.ingest import (
     IngestNotConfigured,
     ingest_app,

@@ -15,7 +15,7 @@ from faust.types.auth import AuthProtocol, SASLMechanism
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from pydantic import ValidationError
 
-from streams.kafka_clients import (
+from streams.kafka.clients import (
     KafkaSecurityError,
     faust_broker_credentials,
     kafka_client_options,

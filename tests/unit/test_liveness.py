@@ -10,10 +10,10 @@ from typing import Any
 import faust
 import pytest
 
-from streams.app import create_app
-from streams.liveness import AgentDied, StopWorkerOnCrash
-from streams.metrics import readiness
 from streams.settings import Settings
+from streams.worker.app import create_app
+from streams.worker.liveness import AgentDied, StopWorkerOnCrash
+from streams.worker.metrics import readiness
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from hypothesis import event, given, settings
 
 from events import EventRejected, decode
 from events.codec import MAX_EVENT_BYTES
-from tests.strategies import Malformed, malformed_messages
+from tests.support.strategies import Malformed, malformed_messages
 
 KINDS = {
     "not JSON", "truncated", "invalid UTF-8", "not an object", "missing field", "wrong type",

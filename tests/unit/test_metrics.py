@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker_watch import BrokerReachability, BrokerState
-from streams.counts import PipelineCounts
-from streams.metrics import (
+from streams.worker.broker_watch import BrokerReachability, BrokerState
+from streams.worker.counts import PipelineCounts
+from streams.worker.metrics import (
     ConsumerOffsets,
     SinkState,
     ThroughputMeter,

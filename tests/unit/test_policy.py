@@ -16,7 +16,7 @@ DEFAULT_VERSION = "default-8c143dd56219"
 
 
 def default_text() -> str:
-    return resources.files("projections").joinpath("default_policy.toml").read_text("utf-8")
+    return resources.files("projections.policy").joinpath("default.toml").read_text("utf-8")
 
 
 def edited(old: str, new: str) -> str:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from events import CallLogged, DealOpened, EventRejected, decode, encode
 from events.pseudonyms import Pseudonymiser, is_pseudonym
-from streams.kafka_clients import pseudonymiser
+from streams.kafka.clients import pseudonymiser
 from streams.settings import Settings
 
 KEY = b"a-key-of-thirty-two-bytes-000000"

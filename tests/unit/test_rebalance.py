@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from faust.types import TP, Message
 
-from streams.app import create_app
-from streams.rebalance import ConsumerAckedStream, RebalanceSafeConsumer
 from streams.settings import Settings
+from streams.worker.app import create_app
+from streams.worker.rebalance import ConsumerAckedStream, RebalanceSafeConsumer
 
 GENERATION = 7
 

@@ -1,4 +1,4 @@
-"""The fold in SQL (projections.replay_sql) against the fold in Python, deal by deal.
+"""The fold in SQL (projections.archive.replay_sql) against the fold in Python, deal by deal.
 
 Each test writes events to a real DuckDB archive as the sink writes them, replays it
 in SQL and in Python, and compares the content hashes (and, when they differ, the
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from events import Event, decode, encode
 from events.models import MeetingKind
-from projections import default_policy, replay_sql
-from projections.categories import TouchClass, WasteCategory
-from projections.history_db import (
+from projections import default_policy
+from projections.archive import replay_sql
+from projections.archive.history_db import (
     SCHEMA_VERSION,
     Tampering,
     archived_events,
@@ -30,11 +30,12 @@ from projections.history_db import (
     replay,
     verify_archive,
 )
-from projections.policy import Policy
-from projections.replay_sql import canonical_lines, sql_replay
+from projections.archive.replay_sql import canonical_lines, sql_replay
+from projections.categories import TouchClass, WasteCategory
+from projections.policy.model import Policy
 from streams.simulator import SimulationConfig, history_lines
-from tests.archives import RECORDED_AFTER, archive_of
-from tests.unit.deal_builders import STAGES, deal_events
+from tests.support.archives import RECORDED_AFTER, archive_of
+from tests.support.deal_builders import STAGES, deal_events
 
 TOUCH_WASTES = [
     WasteCategory.REWORK,

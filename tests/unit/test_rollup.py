@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from projections import deal_value_stream, default_policy
-from projections.rollup import add_vectors, contributions, totals_from_vector, vector
+from projections.portfolio.rollup import add_vectors, contributions, totals_from_vector, vector
 from tests.unit.test_worked_example import worked_example
 
 

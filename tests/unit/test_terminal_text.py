@@ -10,8 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from streams.terminal_text import LiteralTable, literal, literal_lines, printable, printable_json
-from tests.terminal_checks import MARKUP_AND_CONTROLS, acts_on_terminal, shown
+from streams.cli.terminal_text import (
+    LiteralTable,
+    literal,
+    literal_lines,
+    printable,
+    printable_json,
+)
+from tests.support.terminal_checks import MARKUP_AND_CONTROLS, acts_on_terminal, shown
 
 any_text = st.lists(st.one_of(st.sampled_from(MARKUP_AND_CONTROLS), st.text())).map("".join)
 

@@ -24,7 +24,7 @@ from projections import (
     totals_by_segment,
     totals_by_stage,
 )
-from tests.unit.deal_builders import DealScript, campaign_response, march
+from tests.support.deal_builders import DealScript, campaign_response, march
 
 
 def minutes(count: float) -> timedelta:

@@ -18,7 +18,7 @@ from projections import (
     deal_value_streams,
     default_policy,
 )
-from tests.unit.deal_builders import deal_events
+from tests.support.deal_builders import deal_events
 
 ZERO = timedelta(0)
 examples = settings(max_examples=150, deadline=None)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from events.models import CallOutcome, Direction, MeetingKind, MeetingOutcome
 from projections import DealValueStream, Touch, TouchClass, WasteCategory, deal_value_stream
 from projections import default_policy as policy
-from tests.unit.deal_builders import DealScript, march
+from tests.support.deal_builders import DealScript, march
 
 VA = TouchClass.VALUE_ADDED
 NNVA = TouchClass.NECESSARY_NON_VALUE_ADDED

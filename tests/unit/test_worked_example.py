@@ -16,7 +16,7 @@ from projections import (
     deal_value_stream,
     default_policy,
 )
-from tests.unit.deal_builders import DealScript, march
+from tests.support.deal_builders import DealScript, march
 
 
 def minutes(count: int) -> timedelta:

@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from projections.policy import default_policy
-from streams.app import create_app
+from projections.policy.model import default_policy
 from streams.dashboard.handlers import DashboardOptions
 from streams.dashboard.server import create_dashboard
 from streams.host_check import host_allowed, host_name
 from streams.settings import Settings
+from streams.worker.app import create_app
 
 
 def test_the_worker_web_server_listens_on_loopback_only_by_default(tmp_path: Path) -> None:

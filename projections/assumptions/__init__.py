@@ -1,0 +1,1 @@
+"""Strategy assumptions as testable claims: the file, cohorts, deal facts, statistics, verdicts."""

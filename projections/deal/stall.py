@@ -1,0 +1,67 @@
+"""Stalls: episodes in which a deal sat too long without a value-added touch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from projections.deal.stages import StageVisit
+
+__all__ = ["StallEpisode", "stall_episodes"]
+
+
+class StallEpisode(BaseModel):
+    """A stretch in which the deal was stalled; `ended_at` is None while it still is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str
+    started_at: datetime
+    ended_at: datetime | None
+    threshold: timedelta
+
+
+def _visit_episodes(
+    visit: StageVisit, value_added: Sequence[datetime], end: datetime, threshold: timedelta
+) -> list[StallEpisode]:
+    window = visit.window(end)
+    stops = [moment for moment in value_added if window.start <= moment < window.end]
+    episodes = []
+    clock = window.start
+    for index, stop in enumerate([*stops, window.end]):
+        crossing = clock + threshold
+        if crossing < stop:
+            ongoing = index == len(stops) and visit.left_at is None
+            episodes.append(
+                StallEpisode(
+                    stage=visit.stage,
+                    started_at=crossing,
+                    ended_at=None if ongoing else stop,
+                    threshold=threshold,
+                )
+            )
+        clock = stop
+    return episodes
+
+
+def stall_episodes(
+    visits: Sequence[StageVisit],
+    value_added: Sequence[datetime],
+    end: datetime,
+    threshold_for: Callable[[str], timedelta | None],
+) -> tuple[StallEpisode, ...]:
+    """Every stall episode of a deal, from its stage visits and value-added touch starts.
+
+    The clock runs from the later of the stage entry and the last value-added
+    touch; an episode starts when it passes the stage's threshold and ends at
+    the next value-added touch, at the next stage change (which restarts the
+    clock), or at the close. A stage without a threshold never stalls.
+    """
+    episodes: list[StallEpisode] = []
+    for visit in visits:
+        threshold = threshold_for(visit.stage)
+        if threshold is not None:
+            episodes += _visit_episodes(visit, value_added, end, threshold)
+    return tuple(episodes)

@@ -1,0 +1,157 @@
+"""The touch rules: each touch of a deal becomes value-added, necessary, or waste."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from events.models import (
+    CallLogged,
+    CallOutcome,
+    Direction,
+    EmailLogged,
+    MeetingKind,
+    MeetingLogged,
+    MeetingOutcome,
+    QuoteSent,
+    TouchEvent,
+)
+from projections.categories import TouchClass, WasteCategory
+from projections.deal.stages import StageVisit, stage_at
+from projections.deal.touches import Touch, touch_span
+from projections.intervals import Span
+from projections.policy.model import Policy, TouchRules
+
+__all__ = ["classify_touches"]
+
+VA = TouchClass.VALUE_ADDED
+NNVA = TouchClass.NECESSARY_NON_VALUE_ADDED
+WASTE = TouchClass.WASTE
+
+
+class Verdict(NamedTuple):
+    """What a rule decided about one touch."""
+
+    touch_class: TouchClass | None
+    waste: WasteCategory | None
+    rule: int
+
+
+@dataclass
+class _History:
+    """What earlier touches of the deal tell the rules about the next one.
+
+    The row of outbound emails without a reply (rule 6) is broken by any
+    two-way contact: an inbound email or call, a connected call, a held
+    customer meeting. Internal meetings count per stage name, so a deal that
+    comes back to a stage does not get a fresh allowance.
+    """
+
+    emails_without_reply: int = 0
+    internal_meetings: Counter[str] = field(default_factory=Counter)
+    held_meetings: Counter[MeetingKind] = field(default_factory=Counter)
+
+
+def _meeting(meeting: MeetingLogged, stage: str, rules: TouchRules, seen: _History) -> Verdict:
+    if meeting.outcome is not MeetingOutcome.HELD:
+        return Verdict(WASTE, WasteCategory.NO_SHOW, 1)
+    if meeting.kind is MeetingKind.INTERNAL:
+        seen.internal_meetings[stage] += 1
+        if seen.internal_meetings[stage] > rules.internal_meeting_allowance_per_stage:
+            return Verdict(WASTE, WasteCategory.OVER_PROCESSING, 2)
+        return Verdict(NNVA, None, 2)
+    seen.held_meetings[meeting.kind] += 1
+    seen.emails_without_reply = 0
+    if meeting.kind in rules.rework_when_repeated and seen.held_meetings[meeting.kind] > 1:
+        return Verdict(WASTE, WasteCategory.REWORK, 3)
+    if meeting.kind in rules.value_added_meeting_kinds:
+        return Verdict(VA, None, 3)
+    return Verdict(NNVA, None, 3)
+
+
+def _call(call: CallLogged, seen: _History) -> Verdict:
+    if call.outcome is CallOutcome.CONNECTED:
+        seen.emails_without_reply = 0
+        return Verdict(VA, None, 4)
+    return Verdict(WASTE, WasteCategory.CHASING, 4)
+
+
+def _email(email: EmailLogged, rules: TouchRules, seen: _History) -> Verdict:
+    if email.direction is Direction.INBOUND:
+        seen.emails_without_reply = 0
+        return Verdict(None, None, 5)
+    if email.replies_to_customer:
+        return Verdict(VA, None, 6)
+    seen.emails_without_reply += 1
+    if seen.emails_without_reply > rules.emails_before_chasing:
+        return Verdict(WASTE, WasteCategory.CHASING, 6)
+    return Verdict(NNVA, None, 6)
+
+
+def _quote(quote: QuoteSent, stage: str, rules: TouchRules) -> Verdict:
+    if stage in rules.overproduction_stages:
+        return Verdict(WASTE, WasteCategory.OVERPRODUCTION, 7)
+    if quote.version == 1 or quote.requested_by_customer:
+        return Verdict(VA, None, 7)
+    return Verdict(WASTE, WasteCategory.REWORK, 7)
+
+
+def _verdict(event: TouchEvent, stage: str, rules: TouchRules, seen: _History) -> Verdict:
+    match event:
+        case MeetingLogged():
+            return _meeting(event, stage, rules, seen)
+        case CallLogged():
+            return _call(event, seen)
+        case EmailLogged():
+            return _email(event, rules, seen)
+        case QuoteSent():
+            return _quote(event, stage, rules)
+
+
+def _touch(event: TouchEvent, span: Span, stage: str, verdict: Verdict) -> Touch:
+    return Touch(
+        event_id=event.event_id,
+        kind=event.type,
+        direction=(
+            event.direction if isinstance(event, CallLogged | EmailLogged) else Direction.OUTBOUND
+        ),
+        started_at=span.start,
+        ended_at=span.end,
+        stage=stage,
+        touch_class=verdict.touch_class,
+        waste=verdict.waste,
+        rule=verdict.rule,
+        outcome=event.outcome if isinstance(event, CallLogged | MeetingLogged) else None,
+        meeting_kind=event.kind if isinstance(event, MeetingLogged) else None,
+    )
+
+
+def _within_life(span: Span, life: Span) -> bool:
+    if span.end > span.start:
+        return span.start < life.end and span.end > life.start
+    return life.start <= span.start < life.end
+
+
+def classify_touches(
+    events: Iterable[TouchEvent], life: Span, visits: Sequence[StageVisit], policy: Policy
+) -> tuple[Touch, ...]:
+    """Apply the touch rules (first match wins) to the touches within the deal's life.
+
+    Touches are taken in order of their start, then event id. A touch wholly
+    outside [open, close) is not part of the deal's value stream; one that
+    straddles the open or the close keeps only its part inside. Its stage is
+    the stage at the start of that part.
+    """
+    spans = [(touch_span(event, policy.standard_minutes), event) for event in events]
+    spans.sort(key=lambda pair: (pair[0].start, pair[1].event_id))
+    seen = _History()
+    touches = []
+    for span, event in spans:
+        if not _within_life(span, life):
+            continue
+        clipped = span.clip(life)
+        stage = stage_at(visits, clipped.start)
+        touches.append(_touch(event, clipped, stage, _verdict(event, stage, policy.rules, seen)))
+    return tuple(touches)

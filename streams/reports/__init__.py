@@ -1,0 +1,1 @@
+"""Reports as plain documents, used by the command line and the dashboard alike."""

@@ -1,0 +1,3 @@
+"""The Faust worker: the app, its agents and tables, batching, rebalance safety, sink, metrics,
+webhook.
+"""

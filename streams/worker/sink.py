@@ -1,0 +1,431 @@
+"""The history sink: every message of `touches`, its dead letters and alerts, into DuckDB once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import faust
+import structlog
+from faust.types import EventT
+
+from projections.archive.history_db import (
+    ArchiveBatch,
+    ArchiveBusy,
+    BatchOutcome,
+    HistoryError,
+    HistoryWriter,
+    LogRecord,
+    archived_offsets,
+    open_archive,
+    recorded_at_from_ms,
+)
+from projections.policy.model import Policy, default_policy, load_policy
+from streams.settings import Settings
+from streams.worker.alerts import alerts_topic
+from streams.worker.missed import MissedRecord, MissedRecordReader
+
+__all__ = ["HistorySink", "attach_history_sink", "log_record"]
+
+log = structlog.get_logger("gemba.history")
+SINK_BATCH_MAX = 20_000
+"""Messages in one transaction at most; while history pours in, each deal is refolded
+once per batch, so big batches catch up fastest."""
+SINK_TIMER_S = 0.2
+SINK_QUIET_S = 0.5
+SINK_MAX_AGE_S = 5.0
+REFOLD_DEALS = 500
+"""Deals refolded into the value-stream tables per transaction, once the stream is quiet."""
+REFOLD_MAX_LAG_S = 30.0
+"""Under a steady stream that is never quiet, refold at least this often anyway."""
+RETRY_S = 0.5
+RETRY_MAX_S = 30.0
+BUSY_WARN_S = 10.0
+"""Another process holding the file this long is no longer a reader's short query: warn."""
+
+Kind = Literal["events", "dead_letters", "alerts"]
+
+
+def log_record(event: EventT[bytes]) -> LogRecord:
+    """A Faust event's message as the archive records it (Kafka timestamp as recorded_at)."""
+    message = event.message
+    headers: Any = message.headers or {}
+    pairs: list[tuple[Any, Any]] = list(headers.items() if isinstance(headers, dict) else headers)
+    return LogRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        recorded_at=recorded_at_from_ms(round(message.timestamp * 1000)),
+        value=message.value or b"",
+        key=message.key,
+        headers={str(k): bytes(v) for k, v in pairs if v is not None},
+    )
+
+
+@dataclass
+class _Taken:
+    """A message read and not yet archived: acked once its batch commits (a record read back
+    from Kafka, which Faust never delivered, has nothing to ack)."""
+
+    kind: Kind
+    stream: faust.StreamT[bytes] | None
+    event: EventT[bytes] | None
+    record: LogRecord | None = None
+
+    def log_record(self) -> LogRecord:
+        if self.record is not None:
+            return self.record
+        assert self.event is not None
+        return log_record(self.event)
+
+
+def _read_back(missed: MissedRecord) -> LogRecord:
+    return LogRecord(
+        topic=missed.topic,
+        partition=missed.partition,
+        offset=missed.offset,
+        recorded_at=recorded_at_from_ms(missed.timestamp_ms),
+        value=missed.value,
+        key=missed.key,
+        headers=dict(missed.headers),
+    )
+
+
+@dataclass
+class SinkCounts:
+    """What the sink did since the worker started (for its web page and logs)."""
+
+    batches: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    not_events: int = 0
+    dead_letters: int = 0
+    alerts: int = 0
+    skipped: int = 0
+    failures: int = 0
+    deals_refolded: int = 0
+
+    def add(self, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.stored += outcome.stored
+        self.duplicates += outcome.duplicates
+        self.not_events += outcome.not_events
+        self.dead_letters += outcome.dead_letters
+        self.alerts += outcome.alerts
+        self.skipped += outcome.already_archived
+
+
+@dataclass
+class HistorySink:
+    """Batches the messages of its agents and appends them to the archive, one transaction each.
+
+    The archive's offsets are the source of truth: a message at an offset the archive
+    already holds (replayed after a crash between commit and ack) is acked and skipped.
+    Messages are acked only after their batch committed. The deals a batch touches are
+    marked in it and refolded into the value-stream tables once the stream is quiet (at
+    least every REFOLD_MAX_LAG_S), so history catching up refolds each deal once, not once
+    per batch. The file is opened for each transaction and closed after it, so that
+    readers (`gemba query`) can open it in between.
+    """
+
+    path: Path
+    writer: HistoryWriter
+    reader: MissedRecordReader | None = None
+    """Reads back offsets Faust skipped (streams/worker/missed.py); None: gaps are only logged."""
+    counts: SinkCounts = field(default_factory=SinkCounts)
+    _next: dict[tuple[str, int], int] | None = None
+    """Next offset per (topic, partition) the archive holds (committed), once read."""
+    _taken: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Next offset per (topic, partition) taken into a batch (pending or archived)."""
+    _to_refold: int = 0
+    _last_refold: float = field(default_factory=time.monotonic)
+    _pending: list[_Taken] = field(default_factory=list)
+    _first_pending: float = 0.0
+    _last_taken: float = 0.0
+    _retry_at: float = 0.0
+    _retry_s: float = RETRY_S
+    _trouble_since: float | None = None
+    _flushing: bool = False
+    _loading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _drained: asyncio.Event = field(default_factory=asyncio.Event)
+    _executor: ThreadPoolExecutor | None = None
+    _flush_task: asyncio.Future[None] | None = None
+    last_error: str | None = None
+
+    async def take(self, kind: Kind, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
+        """Keep one message for the next batch, or ack it if the archive holds it already."""
+        while len(self._pending) >= 2 * SINK_BATCH_MAX:  # the archive is behind: wait for it
+            self._drained.clear()
+            await self._drained.wait()
+        held = await self._held_offsets()
+        message = event.message
+        key = (message.topic, message.partition)
+        if message.offset < held.get(key, 0):
+            self.counts.skipped += 1  # archived already: done with
+            await stream.ack(event)
+            return
+        if message.offset < self._taken.get(key, 0):
+            return  # a copy of a pending message (a rebalance re-read it): acked with it
+        expected = self._taken.get(key, held.get(key, 0))
+        if message.offset > expected and self.reader is not None:
+            missed = await self.reader.read(*key, expected, message.offset - 1)
+            self._pending += [_Taken(kind, None, None, _read_back(each)) for each in missed]
+        self._taken[key] = message.offset + 1
+        now = time.monotonic()
+        if not self._pending:
+            self._first_pending = now
+        self._last_taken = now
+        self._pending.append(_Taken(kind, stream, event))
+        if len(self._pending) >= SINK_BATCH_MAX:
+            await self.flush()
+
+    def flush_if_due(self) -> None:
+        """Start archiving what has gathered once the stream goes quiet or the batch grows old;
+        when nothing is pending, refold the deals the last batches touched.
+
+        Called by a timer; the work runs as its own task, so a long one does not hold the
+        timer up (the next tick finds it still running and leaves it be).
+        """
+        now = time.monotonic()
+        if self._flushing or now < self._retry_at:
+            return
+        quiet = now - self._last_taken >= SINK_QUIET_S
+        if self._pending and (quiet or now - self._first_pending >= SINK_MAX_AGE_S):
+            self._flush_task = asyncio.ensure_future(self.flush())
+        elif self._to_refold and (quiet or now - self._last_refold >= REFOLD_MAX_LAG_S):
+            self._flush_task = asyncio.ensure_future(self.refold())
+
+    async def refold(self) -> None:
+        """Refold a chunk of the deals marked by archived batches into the value-stream tables."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            outcome = await self._run(self._refold_chunk)
+        except ArchiveBusy:
+            self._retry_at = time.monotonic() + RETRY_S
+            return
+        except Exception:
+            log.exception("history_refold_failed")
+            self._retry_at = time.monotonic() + RETRY_MAX_S
+            return
+        finally:
+            self._flushing = False
+        self._last_refold = time.monotonic()
+        self._to_refold = outcome.deals_to_refresh
+        self.counts.deals_refolded += outcome.deals_refreshed
+        if outcome.failed_deals:
+            log.error("history_value_stream_failed", deals=list(outcome.failed_deals))
+
+    async def flush(self) -> None:
+        """Append the pending messages in one transaction, then ack them; retry later on failure."""
+        if self._flushing or not self._pending:
+            return
+        self._flushing = True
+        taken, self._pending = self._pending, []
+        try:
+            outcome = await self._run(self._write, _batch(taken))
+        except Exception as exc:
+            self._failed(taken, exc)
+            return
+        finally:
+            self._flushing = False
+        for item in taken:
+            if item.stream is not None and item.event is not None:
+                await item.stream.ack(item.event)
+        self._archived(outcome, len(taken))
+
+    def _failed(self, taken: list[_Taken], exc: Exception) -> None:
+        """Keep the batch, in order, ahead of what came meanwhile; try again after a pause.
+
+        Nothing of it is acked, so the worker commits no offset past what the archive holds.
+        """
+        self._pending = taken + self._pending
+        self._first_pending = time.monotonic() - SINK_MAX_AGE_S
+        self._retry_at = time.monotonic() + self._trouble(exc, messages=len(taken))
+
+    def _trouble(self, exc: Exception, **context: Any) -> float:
+        """Say why the archive could not be written (log and `last_error`); the pause before
+        the next try, doubling up to RETRY_MAX_S while the trouble lasts.
+
+        A busy file is usually a reader's short query (info); held longer than BUSY_WARN_S,
+        or any other failure (a directory that cannot be made, a full disk), it is a
+        problem for someone to fix (warning, error).
+        """
+        now = time.monotonic()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        pause, self._retry_s = self._retry_s, min(self._retry_s * 2, RETRY_MAX_S)
+        known = isinstance(exc, HistoryError | OSError)
+        self.last_error = str(exc) if known else f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, ArchiveBusy):
+            held_s = round(now - self._trouble_since, 1)
+            say = log.warning if held_s >= BUSY_WARN_S else log.info
+            say("history_archive_busy", reason=self.last_error, held_for_s=held_s,
+                retry_in_s=pause, **context)  # fmt: skip
+            return pause
+        self.counts.failures += 1
+        log.error(
+            "history_archive_failed", path=str(self.path), reason=self.last_error,
+            retry_in_s=pause, exc_info=not known, **context,
+        )  # fmt: skip
+        return pause
+
+    def _recovered(self) -> None:
+        if self._trouble_since is not None:
+            down_s = round(time.monotonic() - self._trouble_since, 1)
+            log.info("history_archive_writable_again", path=str(self.path), after_s=down_s)
+        self._retry_s, self.last_error, self._trouble_since = RETRY_S, None, None
+
+    def _archived(self, outcome: BatchOutcome, messages: int) -> None:
+        self._recovered()
+        self._drained.set()
+        self.counts.add(outcome)
+        self._to_refold = outcome.deals_to_refresh
+        if self._next is not None:
+            self._next.update(outcome.next_offsets)
+        for gap in outcome.gaps:
+            log.warning(
+                "history_offsets_never_received", topic=gap.topic, partition=gap.partition,
+                first=gap.first, last=gap.last,
+            )  # fmt: skip
+        log.debug(
+            "history_batch_archived", messages=messages, stored=outcome.stored,
+            duplicates=outcome.duplicates, deals_to_refold=outcome.deals_to_refresh,
+        )  # fmt: skip
+
+    def _write(self, batch: ArchiveBatch) -> BatchOutcome:
+        """In the sink's thread: open the file, append in one transaction, close it."""
+        with self._open() as connection:
+            return self.writer.append(connection, batch, refresh=False)
+
+    def _refold_chunk(self) -> BatchOutcome:
+        with self._open() as connection:
+            return self.writer.refresh(connection, REFOLD_DEALS)
+
+    def _read_offsets(self) -> tuple[dict[tuple[str, int], int], int]:
+        with self._open() as connection:
+            marked = connection.execute("SELECT count(*) FROM dirty_deals").fetchall()
+            return archived_offsets(connection), int(marked[0][0])
+
+    @contextmanager
+    def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(
+                f"cannot make the archive's directory {self.path.parent} ({exc.strerror}): "
+                "make it, or set GEMBA_DUCKDB_PATH to a writable place"
+            ) from None
+        connection = open_archive(self.path)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    async def _held_offsets(self) -> dict[tuple[str, int], int]:
+        """The archive's next offsets, read once when the first message arrives.
+
+        Until the archive can be opened the sink takes nothing (and acks nothing): it
+        says why and tries again, with a growing pause.
+        """
+        if self._next is not None:
+            return self._next
+        async with self._loading:
+            while self._next is None:
+                try:
+                    held, self._to_refold = await self._run(self._read_offsets)
+                except Exception as exc:
+                    await asyncio.sleep(self._trouble(exc))
+                    continue
+                self._recovered()
+                log.info("history_sink_started", path=str(self.path), partitions=len(held))
+                self._next = held
+        return self._next
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        if self._executor is None:  # one thread: writes are serial, the writer's cache is its own
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    def summary(self) -> dict[str, Any]:
+        """The sink's state for its web page: counts, pending messages, offsets held."""
+        offsets = {f"{t}[{p}]": n for (t, p), n in sorted((self._next or {}).items())}
+        return {
+            "path": str(self.path),
+            "pending": len(self._pending),
+            "deals_to_refold": self._to_refold,
+            "last_error": self.last_error,
+            "next_offsets": offsets,
+            **vars(self.counts),
+        }
+
+
+def _batch(taken: list[_Taken]) -> ArchiveBatch:
+    records: dict[Kind, list[LogRecord]] = {"events": [], "dead_letters": [], "alerts": []}
+    for item in taken:
+        records[item.kind].append(item.log_record())
+    return ArchiveBatch(**records)
+
+
+def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+def _policy(app: faust.App, settings: Settings) -> Policy:
+    """The worker's own policy when the pipeline is built, so both fold alike."""
+    pipeline = getattr(app, "gemba_pipeline", None)
+    if pipeline is not None:
+        policy: Policy = pipeline.folder.policy
+        return policy
+    return load_policy(settings.policy_file) if settings.policy_file else default_policy()
+
+
+def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.TopicT) -> None:
+    @app.agent(topic, name=f"archive-{kind.replace('_', '-')}")
+    async def archive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        # Acks are manual: a message is acked once the transaction holding it committed.
+        stream.enable_acks = False
+        async for event in stream.events():
+            await sink.take(kind, stream, event)
+            yield None
+
+
+def attach_history_sink(app: faust.App, settings: Settings) -> HistorySink | None:
+    """Add the history sink to a built app: agents on touches, dead letters and alerts.
+
+    Call it at the end of `create_app`. Nothing opens until the worker starts; only
+    this process may write the file (GEMBA_DUCKDB_PATH, default state_dir/gemba.duckdb).
+    GEMBA_HISTORY_SINK=false leaves the worker without it.
+    """
+    if not settings.history_sink:
+        return None
+    sink = HistorySink(
+        settings.history_db_path,
+        HistoryWriter(_policy(app, settings), future_limit=settings.future_limit),
+        MissedRecordReader.from_settings(settings),
+    )
+    _archive_agent(app, sink, "events", _raw_topic(app, settings.touches_topic))
+    _archive_agent(app, sink, "dead_letters", _raw_topic(app, settings.dead_letter_topic))
+    # The alert topic is declared (created) by the worker before it subscribes.
+    _archive_agent(app, sink, "alerts", alerts_topic(app, settings))
+
+    @app.timer(SINK_TIMER_S, name="history-sink-flush")  # type: ignore[untyped-decorator]
+    async def archive_quiet_batches() -> None:
+        sink.flush_if_due()
+
+    @app.page("/gemba/history/")
+    async def history_page(web: Any, request: Any) -> Any:
+        return web.json(sink.summary())
+
+    app.gemba_history = sink  # type: ignore[attr-defined]
+    return sink

@@ -235,6 +235,8 @@ class FakeTable(dict[str, Any]):
 class FakeTopic:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []
+        # what send_dead_letter reads to cut a letter to the producer's request limit
+        self.app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))
 
     async def send(
         self,

@@ -161,6 +161,8 @@ class FakeApp:
 class FakeTopic:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, Any, dict[str, bytes]]] = []
+        # what send_dead_letter reads to cut a letter to the producer's request limit
+        self.app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))
 
     async def send(
         self, key: Any = None, value: Any = None, headers: Any = None, force: bool = False

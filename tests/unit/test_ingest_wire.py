@@ -81,7 +81,16 @@ async def exchange(port: int, *parts: bytes, pause_s: float = 0.0) -> tuple[int,
     status (0: closed without one) and the seconds the connection lasted."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
-    answer = asyncio.ensure_future(asyncio.wait_for(reader.read(), timeout=10))
+    received = bytearray()
+
+    async def read_all() -> None:
+        # Chunk by chunk, so that what came before a reset is kept: a server that answers
+        # and closes while we still send makes the kernel reset the connection.
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                received.extend(chunk)
+
+    answer = asyncio.ensure_future(asyncio.wait_for(read_all(), timeout=10))
     with contextlib.suppress(ConnectionError):  # the server may cut us off mid-sending
         for part in parts:
             if answer.done():
@@ -89,10 +98,7 @@ async def exchange(port: int, *parts: bytes, pause_s: float = 0.0) -> tuple[int,
             writer.write(part)
             await writer.drain()
             await asyncio.wait([answer], timeout=pause_s)
-    try:
-        received = await answer
-    except ConnectionError:
-        received = b""
+    await answer
     lasted = time.monotonic() - started
     writer.close()
     status = int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/1.") else 0

@@ -199,13 +199,20 @@ class StallThresholds:
         return cls(policy, learned, counts)
 
     @classmethod
-    def from_history(cls, policy: Policy, history: Iterable[DealValueStream]) -> StallThresholds:
-        """Thresholds learned from the won deals among `history` (see `learn`)."""
+    def from_won_deals(
+        cls, policy: Policy, won_deals: Iterable[Mapping[str, timedelta]]
+    ) -> StallThresholds:
+        """Thresholds learned from won deals given as their `won_stage_times` (see `learn`)."""
         samples: defaultdict[str, list[timedelta]] = defaultdict(list)
-        for stream in history:
-            for stage, time_in_stage in won_stage_times(stream).items():
+        for times in won_deals:
+            for stage, time_in_stage in times.items():
                 samples[stage].append(time_in_stage)
         return cls.learn(policy, samples)
+
+    @classmethod
+    def from_history(cls, policy: Policy, history: Iterable[DealValueStream]) -> StallThresholds:
+        """Thresholds learned from the won deals among `history` (see `learn`)."""
+        return cls.from_won_deals(policy, (won_stage_times(stream) for stream in history))
 
     def threshold(self, stage: str, segment: str | None) -> tuple[timedelta, ThresholdBasis] | None:
         """The threshold for a deal of `segment` in `stage`, and its basis; None: never stalls."""

@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/lint-imports
 
 unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/deploy
 
 integration: install
 	$(BIN)/pytest -m integration

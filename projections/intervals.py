@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["EPOCH", "MICROSECOND", "ZERO", "Span", "SpanSet", "epoch_us", "utc"]
+__all__ = [
+    "EPOCH",
+    "MICROSECOND",
+    "ZERO",
+    "Span",
+    "SpanSet",
+    "epoch_us",
+    "percentile",
+    "utc",
+]
 
 ZERO = timedelta(0)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -17,6 +26,19 @@ MICROSECOND = timedelta(microseconds=1)
 def epoch_us(moment: datetime) -> int:
     """Microseconds since the epoch: exact, as the archive and the SQL fold hold times."""
     return (moment - EPOCH) // MICROSECOND
+
+
+def percentile(times: Iterable[timedelta], percent: int) -> timedelta:
+    """The nearest-rank percentile: the smallest of `times` at or above `percent` % of them.
+
+    Exact, never interpolated: the result is one of the times (there must be at least
+    one). The one percentile of durations in the core: learned stall thresholds
+    (`projections.deal.stall.learned_stall_threshold`) and when a won deal slipped
+    (`projections.deal.alerts.stall_alert_quality`).
+    """
+    ordered = sorted(times)
+    rank = -(-percent * len(ordered) // 100)
+    return ordered[max(rank, 1) - 1]
 
 
 def utc(moment: datetime) -> datetime:

@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from projections.categories import DealStatus, TouchClass
 from projections.deal.measure import measure_totals, time_sets
-from projections.deal.stall import StallEpisode, stall_episodes
+from projections.deal.stall import StallEpisode, learned_stall_threshold, stall_episodes
 from projections.deal.totals import Waste
 from projections.deal.touches import Touch
 from projections.deal.value_stream import DealValueStream
 from projections.errors import ProjectionError
-from projections.intervals import ZERO, Span, SpanSet, utc
+from projections.intervals import ZERO, Span, SpanSet, percentile, utc
 from projections.policy.model import Policy
 
 __all__ = [
@@ -186,29 +186,33 @@ class StallThresholds:
 
     @classmethod
     def learn(cls, policy: Policy, samples: Mapping[str, Sequence[timedelta]]) -> StallThresholds:
-        """Thresholds learned from each stage's times in stage among won deals (if the policy
-        learns): the `learn_percentile` percentile, for stages with `learn_min_won_deals` or more.
+        """Thresholds learned from each stage's times in stage among won deals: for each
+        stage of the policy, `learned_stall_threshold` (the one home of that rule).
         """
-        stall = policy.stall
         learned: dict[str, timedelta] = {}
         counts: dict[str, int] = {}
-        if stall.learn_from_history:
-            for stage in policy.stages.order:
-                times = samples.get(stage, ())
-                if len(times) >= stall.learn_min_won_deals:
-                    threshold = _percentile(times, stall.learn_percentile)
-                    if threshold > ZERO:
-                        learned[stage], counts[stage] = threshold, len(times)
+        for stage in policy.stages.order:
+            times = samples.get(stage, ())
+            threshold = learned_stall_threshold(policy.stall, times)
+            if threshold is not None:
+                learned[stage], counts[stage] = threshold, len(times)
         return cls(policy, learned, counts)
+
+    @classmethod
+    def from_won_deals(
+        cls, policy: Policy, won_deals: Iterable[Mapping[str, timedelta]]
+    ) -> StallThresholds:
+        """Thresholds learned from won deals given as their `won_stage_times` (see `learn`)."""
+        samples: defaultdict[str, list[timedelta]] = defaultdict(list)
+        for times in won_deals:
+            for stage, time_in_stage in times.items():
+                samples[stage].append(time_in_stage)
+        return cls.learn(policy, samples)
 
     @classmethod
     def from_history(cls, policy: Policy, history: Iterable[DealValueStream]) -> StallThresholds:
         """Thresholds learned from the won deals among `history` (see `learn`)."""
-        samples: defaultdict[str, list[timedelta]] = defaultdict(list)
-        for stream in history:
-            for stage, time_in_stage in won_stage_times(stream).items():
-                samples[stage].append(time_in_stage)
-        return cls.learn(policy, samples)
+        return cls.from_won_deals(policy, (won_stage_times(stream) for stream in history))
 
     def threshold(self, stage: str, segment: str | None) -> tuple[timedelta, ThresholdBasis] | None:
         """The threshold for a deal of `segment` in `stage`, and its basis; None: never stalls."""
@@ -225,13 +229,6 @@ class StallThresholds:
         if days is None:
             return None
         return timedelta(days=days), ThresholdBasis(choice=ThresholdChoice.FIXED)
-
-
-def _percentile(times: Sequence[timedelta], percent: int) -> timedelta:
-    """Nearest rank, as `learned_stall_thresholds`: the smallest time at or above `percent` %."""
-    ordered = sorted(times)
-    rank = -(-percent * len(ordered) // 100)
-    return ordered[max(rank, 1) - 1]
 
 
 def won_stage_times(stream: DealValueStream) -> dict[str, timedelta]:
@@ -498,7 +495,7 @@ def stall_alert_quality(
     deals = list(deals)
     won = [deal.lead_time for deal in deals if deal.status is DealStatus.WON]
     percent = slip_percentile or policy.stall.learn_percentile
-    slip_after = _percentile(won, percent) if won else None
+    slip_after = percentile(won, percent) if won else None
     counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for deal in deals:
         slipped = (

@@ -1,4 +1,5 @@
-"""Stalls: episodes in which a deal sat too long without a value-added touch."""
+"""Stalls: episodes in which a deal sat too long without a value-added touch, and the
+thresholds a stage learns from won deals."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from projections.deal.stages import StageVisit
+from projections.intervals import ZERO, percentile
+from projections.policy.model import StallPolicy
 
-__all__ = ["StallEpisode", "stall_episodes"]
+__all__ = ["StallEpisode", "learned_stall_threshold", "stall_episodes"]
 
 
 class StallEpisode(BaseModel):
@@ -65,3 +68,22 @@ def stall_episodes(
         if threshold is not None:
             episodes += _visit_episodes(visit, value_added, end, threshold)
     return tuple(episodes)
+
+
+def learned_stall_threshold(stall: StallPolicy, won_times: Sequence[timedelta]) -> timedelta | None:
+    """The threshold a stage learns from the won deals' times in it; None: it learns none.
+
+    DOMAIN (Stalls): a policy that learns from history (`learn_from_history`) takes,
+    for a stage entered by at least `learn_min_won_deals` won deals (30), the
+    `learn_percentile` percentile (80th, nearest rank) of their times in that stage.
+    With fewer deals, with learning off, or where that percentile is zero, the
+    stage keeps the policy's threshold (`StallPolicy.threshold` chooses).
+    `projections.deal.alerts.StallThresholds.learn` applies this to every stage of
+    the policy, for the alerts and for `projections.portfolio.aggregate.learned_stall_thresholds`.
+    The SQL replay (`projections.archive.replay_sql`) learns nothing: it folds with
+    the policy's fixed and segment thresholds, as the fold does without learned ones.
+    """
+    if not stall.learn_from_history or len(won_times) < stall.learn_min_won_deals:
+        return None
+    threshold = percentile(won_times, stall.learn_percentile)
+    return threshold if threshold > ZERO else None

@@ -142,7 +142,10 @@ class WasteLabels(_Frozen):
 
 
 class StallPolicy(_Frozen):
-    """When an open deal counts as stalled: thresholds per stage, per segment, or learned."""
+    """When an open deal counts as stalled: thresholds per stage, per segment, or learned.
+
+    The `learn_*` fields are read in one place: `projections.deal.stall.learned_stall_threshold`.
+    """
 
     learn_from_history: bool = Field(strict=True)
     learn_percentile: int = Field(strict=True, ge=1, le=100)

@@ -7,10 +7,9 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from typing import TypeVar
 
-from projections.categories import DealStatus
+from projections.deal.alerts import StallThresholds
 from projections.deal.totals import Totals
 from projections.deal.value_stream import DealValueStream
-from projections.intervals import ZERO
 from projections.policy.model import Policy
 
 __all__ = [
@@ -59,13 +58,6 @@ def totals_by_stage(streams: Iterable[DealValueStream]) -> dict[str, Totals]:
     return dict(groups)
 
 
-def _percentile(times: list[timedelta], percent: int) -> timedelta:
-    """Nearest-rank percentile: the smallest time at or above `percent` % of the times."""
-    ordered = sorted(times)
-    rank = -(-percent * len(ordered) // 100)
-    return ordered[max(rank, 1) - 1]
-
-
 def learned_stall_thresholds(
     policy: Policy, history: Iterable[DealValueStream]
 ) -> dict[str, timedelta]:
@@ -73,22 +65,8 @@ def learned_stall_thresholds(
 
     Empty unless the policy learns from history. For each of the policy's
     stages entered by at least `learn_min_won_deals` won deals: the
-    `learn_percentile` percentile of their time in that stage. Pass the result
-    as `learned_thresholds` to the fold; stages missing from it use the policy's.
+    `learn_percentile` percentile of their time in that stage (the rule itself:
+    `projections.deal.stall.learned_stall_threshold`). Pass the result as
+    `learned_thresholds` to the fold; stages missing from it use the policy's.
     """
-    stall = policy.stall
-    if not stall.learn_from_history:
-        return {}
-    samples: defaultdict[str, list[timedelta]] = defaultdict(list)
-    for stream in history:
-        if stream.status is DealStatus.WON:
-            for visited in stream.stages:
-                samples[visited.stage].append(visited.totals.lead_time)
-    learned = {}
-    for stage in policy.stages.order:
-        times = samples.get(stage, [])
-        if len(times) >= stall.learn_min_won_deals:
-            threshold = _percentile(times, stall.learn_percentile)
-            if threshold > ZERO:
-                learned[stage] = threshold
-    return learned
+    return dict(StallThresholds.from_history(policy, history).learned)

@@ -41,6 +41,7 @@ from streams.worker.campaigns import AccountForwarder, CampaignPipeline
 from streams.worker.deal_store import DealEventStore
 from tests.support import campaign_tables as tables
 from tests.support.deal_builders import DealScript
+from tests.support.fakes import FakeApp, FakeStream, FakeTopic
 
 POLICY = default_policy()
 OPENED = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -212,11 +213,6 @@ def test_tallies_from_rows_need_a_row_for_every_rule_based_model() -> None:
 # The worker's part, over fakes.
 
 
-@dataclass
-class FakeApp:
-    in_recovery: bool = False
-
-
 class FakeTable(dict[str, Any]):
     """A Faust table as the pipeline uses it: a dict whose writes are kept (the changelog)."""
 
@@ -230,33 +226,6 @@ class FakeTable(dict[str, Any]):
 
     def held_values(self) -> Iterator[Any]:
         return iter(self.values())
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []
-        # what send_dead_letter reads to cut a letter to the producer's request limit
-        self.app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))
-
-    async def send(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        headers: dict[str, bytes] | None = None,
-        force: bool = False,
-    ) -> None:
-        self.sent.append((key, value, headers or {}))
-
-
-class FakeStream:
-    def __init__(self) -> None:
-        self.acked: list[Any] = []
-
-    def _set_current_event(self, event: Any) -> None:
-        pass
-
-    async def ack(self, event: Any) -> None:
-        self.acked.append(event)
 
 
 def message(value: bytes, offset: int) -> Any:

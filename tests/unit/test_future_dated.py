@@ -8,7 +8,6 @@ here reads a clock.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +28,7 @@ from streams.worker.deal_store import DealEventStore
 from streams.worker.missed import MissedRecord
 from streams.worker.value_streams import ValueStreamFolder
 from tests.support.deal_builders import DealScript, march
+from tests.support.fakes import FakeApp, FakeStream, FakeTopic
 from tests.support.strategies import Recorded, future_dated, on_time
 
 LIMIT = FutureLimit()
@@ -151,28 +151,6 @@ def test_an_import_refuses_future_dated_rows_by_event_id_and_takes_old_data() ->
 
 
 # --- the worker ------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeApp:
-    in_recovery: bool = False
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[tuple[Any, Any, dict[str, bytes]]] = []
-        # what send_dead_letter reads to cut a letter to the producer's request limit
-        self.app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))
-
-    async def send(
-        self, key: Any = None, value: Any = None, headers: Any = None, force: bool = False
-    ) -> None:
-        self.sent.append((key, value, headers or {}))
-
-
-class FakeStream:
-    def _set_current_event(self, event: Any) -> None:
-        pass
 
 
 class FakeCounters(dict[str, Any]):

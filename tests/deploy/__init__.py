@@ -1,0 +1,1 @@
+"""The deploy files held against the code, by target: Dockerfile, compose, Kubernetes, Strimzi."""

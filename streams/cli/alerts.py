@@ -14,7 +14,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 
 from projections.deal.alerts import AlertKind, StallAlert
-from streams.cli.common import json_text, settings_of
+from streams.cli.common import json_text, settings_of, worker_page
 from streams.cli.terminal_text import LiteralTable, printable, printable_json
 from streams.errors import GembaError
 from streams.kafka.clients import kafka_client_options
@@ -26,9 +26,7 @@ POLL_MS = 500
 
 
 def _worker_json(settings: Settings, path: str) -> Any:
-    from streams.cli.main import _worker_get  # here, not at the top: streams.cli.main registers us
-
-    return orjson.loads(_worker_get(settings, path))
+    return orjson.loads(worker_page(settings, path))
 
 
 def _when(moment: datetime) -> str:

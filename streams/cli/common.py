@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +35,7 @@ __all__ = [
     "percent",
     "settings_of",
     "wide_console",
+    "worker_page",
 ]
 
 T = TypeVar("T")
@@ -76,6 +79,22 @@ def parse_as_of(text: str | None) -> datetime | None:
             f"{text!r} is not an ISO date or time (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def worker_page(settings: Settings, path: str) -> bytes:
+    """GET a page of the running worker's web server, or say how to start it."""
+    url = f"{settings.worker_web_url}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        detail = orjson.loads(exc.read() or b"{}").get("error", exc.reason)
+        raise GembaError(str(detail)) from None
+    except OSError:
+        raise GembaError(
+            f"no worker answers at {url}: start one with `gemba worker` (or `make demo`)"
+        ) from None
 
 
 # --- output ----------------------------------------------------------------------------------

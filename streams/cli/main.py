@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +20,7 @@ from projections.portfolio.rollup import DIMENSIONS
 from streams.cli.alerts import register as register_alerts
 from streams.cli.assumptions import register as register_assumptions
 from streams.cli.campaigns import register as register_campaigns
-from streams.cli.common import settings_of
+from streams.cli.common import settings_of, worker_page
 from streams.cli.export import register as register_export
 from streams.cli.history import register as register_history
 from streams.cli.importing import register as register_import
@@ -155,22 +153,6 @@ def worker(ctx: click.Context) -> None:
     run_worker(settings_of(ctx))
 
 
-def _worker_get(settings: Settings, path: str) -> bytes:
-    """GET a page of the running worker's web server, or say how to start it."""
-    url = f"{settings.worker_web_url}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body: bytes = response.read()
-            return body
-    except urllib.error.HTTPError as exc:
-        detail = orjson.loads(exc.read() or b"{}").get("error", exc.reason)
-        raise GembaError(str(detail)) from None
-    except OSError:
-        raise GembaError(
-            f"no worker answers at {url}: start one with `gemba worker` (or `make demo`)"
-        ) from None
-
-
 @cli.command()
 @click.argument("deal_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the value stream as JSON.")
@@ -180,7 +162,7 @@ def deal(ctx: click.Context, deal_id: str, as_json: bool) -> None:
     from projections.deal.value_stream import DealValueStream
     from streams.cli.render import deal_timeline
 
-    body = _worker_get(settings_of(ctx), f"/gemba/deals/{urllib.parse.quote(deal_id)}/")
+    body = worker_page(settings_of(ctx), f"/gemba/deals/{urllib.parse.quote(deal_id)}/")
     if as_json:
         click.echo(printable_json(body.decode()))
         return
@@ -202,7 +184,7 @@ def rollups(ctx: click.Context, dimension: str, month: str | None, as_json: bool
     from streams.worker.value_streams import ValueStreamFolder
 
     query = f"?month={urllib.parse.quote(month)}" if month else ""
-    body = _worker_get(settings_of(ctx), f"/gemba/rollups/{dimension}/{query}")
+    body = worker_page(settings_of(ctx), f"/gemba/rollups/{dimension}/{query}")
     if as_json:
         click.echo(printable_json(body.decode()))
         return

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 
 from projections.deal.alerts import AlertKind, StallAlert
+from streams.cli.common import json_text, settings_of, worker_page
 from streams.cli.terminal_text import LiteralTable, printable, printable_json
 from streams.errors import GembaError
 from streams.kafka.clients import kafka_client_options
@@ -25,9 +26,7 @@ POLL_MS = 500
 
 
 def _worker_json(settings: Settings, path: str) -> Any:
-    from streams.cli.main import _worker_get  # here, not at the top: streams.cli.main registers us
-
-    return orjson.loads(_worker_get(settings, path))
+    return orjson.loads(worker_page(settings, path))
 
 
 def _when(moment: datetime) -> str:
@@ -164,13 +163,13 @@ def alerts(
     `deal-alerts` topic; --quality shows, per stage, how often a stall alert
     pointed at a deal that was then lost or slipped, to tune thresholds on evidence.
     """
-    settings: Settings = ctx.obj
+    settings = settings_of(ctx)
     if follow:
         _follow(settings, as_json, count)
         return
     document = _worker_json(settings, "/gemba/alerts/quality/" if quality else "/gemba/alerts/")
     if as_json:
-        click.echo(printable_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
+        click.echo(json_text(document))
         return
     Console().print(_quality_table(document) if quality else _open_table(document))
 

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.text import Text
 
-from streams.cli.history import _guarded, _json, _log, _policy, _settings, parse_as_of, wide_console
+from streams.cli.common import (
+    command_policy,
+    event_log,
+    guarded,
+    json_text,
+    parse_as_of,
+    settings_of,
+    wide_console,
+)
 from streams.cli.terminal_text import LiteralTable, literal, literal_lines, printable
 from streams.errors import GembaError
 from streams.reports.assumptions import (
@@ -177,20 +185,20 @@ def check(
     """
     from projections.assumptions.evaluation import assumption_trend, check_assumptions
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     claims = _load(file)
-    policy = _policy(policy_file, settings)
+    policy = command_policy(settings, policy_file)
     moment = parse_as_of(as_of)
-    records = _log(settings, source)
+    records = event_log(settings, source)
     version = code_version()
     if trend:
-        reports = _guarded(
+        reports = guarded(
             lambda: assumption_trend(
                 records, claims, policy, as_of=moment, seed=seed, code_version=version
             )
         )
     else:
-        report = _guarded(
+        report = guarded(
             lambda: check_assumptions(
                 records, claims, policy, as_of=moment, seed=seed, code_version=version
             )
@@ -208,7 +216,7 @@ def check(
         except OSError as exc:
             raise GembaError(f"cannot write {html_out}: {exc.strerror}") from None
     if as_json:
-        click.echo(_json(document | ({"trend": trend_documents} if trend else {})))
+        click.echo(json_text(document | ({"trend": trend_documents} if trend else {})))
         return
     console = wide_console()
     console.print(_claims_table(final))
@@ -231,7 +239,7 @@ def fields(as_json: bool) -> None:
 
     if as_json:
         click.echo(
-            _json(
+            json_text(
                 {
                     "fields": [
                         {"name": f.name, "kind": str(f.kind), "meaning": f.meaning}

@@ -10,25 +10,27 @@ from typing import Any
 
 import click
 
-from streams.cli.history import (
-    _guarded,
-    _json,
-    _log,
-    _pct,
-    _policy,
-    _settings,
+from streams.cli.common import (
+    command_policy,
+    event_log,
+    guarded,
+    json_text,
     parse_as_of,
+    percent,
+    settings_of,
     wide_console,
 )
 from streams.cli.terminal_text import LiteralTable, printable
 from streams.errors import GembaError
+from streams.reports.campaigns import (
+    MODELS,
+    comparison_document,
+    flow_document,
+    not_opened_document,
+    row_document,
+)
 
-__all__ = ["campaigns", "load_costs", "not_opened_document", "register"]
-
-MODELS = (
-    "first_touch", "last_touch", "linear", "u_shaped", "w_shaped", "full_path", "time_decay",
-    "markov", "shapley",
-)  # fmt: skip
+__all__ = ["campaigns", "load_costs", "register"]
 
 
 def load_costs(path: Path) -> dict[str, Decimal]:
@@ -64,32 +66,6 @@ def _days(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-def _row_document(row: Any) -> dict[str, Any]:
-    totals = row.value_stream
-    return {
-        "campaign_id": row.campaign_id,
-        "responses": row.responses,
-        "linked_responses": row.linked_responses,
-        "accounts_reached": row.accounts_reached,
-        "deals_influenced": row.deals_influenced,
-        "deals_won": row.deals_won,
-        "deals_stalled": row.deals_stalled,
-        "pipeline": str(row.pipeline),
-        "revenue": str(row.revenue),
-        "cost": None if row.cost is None else str(row.cost),
-        "roi": row.roi,
-        "median_days_to_win": row.median_days_to_win,
-        "pce": row.process_cycle_efficiency,
-        "waste_share": row.waste_share,
-        "influenced_lead_time_s": totals.lead_time.total_seconds(),
-    }
-
-
-def not_opened_document(not_opened: Mapping[str, int]) -> list[dict[str, Any]]:
-    """The deals with events but no deal_opened yet: their ids and known event counts."""
-    return [{"deal_id": deal_id, "events": count} for deal_id, count in sorted(not_opened.items())]
-
-
 def _echo_not_opened(not_opened: Mapping[str, int], shown: int = 20) -> None:
     if not not_opened:
         return
@@ -118,8 +94,8 @@ def _campaign_table(rows: Any, model: str, head: str) -> LiteralTable:
             row.campaign_id, f"{row.responses:,}", f"{row.accounts_reached:,}",
             f"{row.deals_influenced:,}", f"{row.deals_won:,}", f"{row.deals_stalled:,}",
             _money(row.pipeline), _money(row.revenue), _money(row.cost),
-            _pct(row.roi), _days(row.median_days_to_win),
-            _pct(row.process_cycle_efficiency), _pct(row.waste_share),
+            percent(row.roi), _days(row.median_days_to_win),
+            percent(row.process_cycle_efficiency), percent(row.waste_share),
         )  # fmt: skip
     return table
 
@@ -154,18 +130,6 @@ def _flow_table(links: Any) -> LiteralTable:
             f"{link.deals:,}", _money(link.value),
         )  # fmt: skip
     return table
-
-
-def _flow_document(links: Any) -> list[dict[str, Any]]:
-    return [
-        {
-            "source": {"layer": str(link.source.layer), "name": link.source.name},
-            "target": {"layer": str(link.target.layer), "name": link.target.name},
-            "deals": link.deals,
-            "value": str(link.value),
-        }
-        for link in links
-    ]
 
 
 @click.command()
@@ -208,11 +172,11 @@ def campaigns(
     """
     from projections.campaigns.history import campaign_history
 
-    settings = _settings(ctx)
-    policy = _policy(policy_file, settings)
+    settings = settings_of(ctx)
+    policy = command_policy(settings, policy_file)
     moment = parse_as_of(as_of)
     spend = load_costs(costs) if costs else {}
-    history = _guarded(lambda: campaign_history(_log(settings, source), policy, moment))
+    history = guarded(lambda: campaign_history(event_log(settings, source), policy, moment))
     when = "all history" if moment is None else f"as of {moment.isoformat()}"
     head = (
         f"Campaigns, {when}, policy {policy.version}: {len(history.journeys):,} deals, "
@@ -221,7 +185,7 @@ def campaigns(
     if compare:
         comparisons = history.compare(rank_shift)
         if as_json:
-            click.echo(_json([_comparison_document(each) for each in comparisons]))
+            click.echo(json_text([comparison_document(each) for each in comparisons]))
         else:
             click.echo(printable(head))
             _print_comparison(comparisons)
@@ -230,7 +194,7 @@ def campaigns(
     if flow:
         links = history.flow()
         if as_json:
-            click.echo(_json(_flow_document(links)))
+            click.echo(json_text(flow_document(links)))
         else:
             click.echo(printable(head))
             wide_console().print(_flow_table(links))
@@ -239,12 +203,12 @@ def campaigns(
     rows = history.table(model, spend)
     if as_json:
         click.echo(
-            _json(
+            json_text(
                 {
                     "policy_version": policy.version,
                     "as_of": moment,
                     "model": model,
-                    "campaigns": [_row_document(row) for row in rows],
+                    "campaigns": [row_document(row) for row in rows],
                     "not_opened": not_opened_document(history.not_opened),
                 }
             )
@@ -259,15 +223,6 @@ def campaigns(
         f"Won revenue with no campaign on its journey (unattributed): {_money(unattributed)}"
     )
     _echo_not_opened(history.not_opened)
-
-
-def _comparison_document(each: Any) -> dict[str, Any]:
-    return {
-        "campaign_id": each.campaign_id,
-        "credits": {str(model): str(amount) for model, amount in each.credits.items()},
-        "ranks": {str(model): rank for model, rank in each.ranks.items()},
-        "findings": list(each.findings),
-    }
 
 
 def register(cli: click.Group) -> None:

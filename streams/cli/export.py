@@ -8,8 +8,8 @@ from typing import IO, cast
 
 import click
 
-from streams.cli.history import _settings, parse_as_of, reading
-from streams.errors import GembaError
+from streams.archive_access import reading
+from streams.cli.common import guarded, parse_as_of, settings_of
 from streams.settings import Settings
 
 __all__ = ["export", "register"]
@@ -18,13 +18,10 @@ FORMATS = ("xes", "ocel", "parquet", "csv")
 
 
 def _archived(settings: Settings, as_of: datetime | None) -> list[tuple[object, datetime]]:
-    from projections.archive.history_db import HistoryError, archived_events
+    from projections.archive.history_db import archived_events
 
     with reading(settings) as connection:
-        try:
-            return list(archived_events(connection, as_of))
-        except HistoryError as exc:
-            raise GembaError(str(exc)) from None
+        return guarded(lambda: list(archived_events(connection, as_of)))
 
 
 @click.command()
@@ -65,7 +62,7 @@ def export(ctx: click.Context, fmt: str, out: Path, as_of: str | None, raw_csv: 
 
     records = [
         (event, recorded_at)
-        for event, recorded_at in _archived(_settings(ctx), parse_as_of(as_of))
+        for event, recorded_at in _archived(settings_of(ctx), parse_as_of(as_of))
         if isinstance(event, EventBase)
     ]
     events = [event for event, _ in records]

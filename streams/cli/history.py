@@ -4,116 +4,36 @@ from __future__ import annotations
 
 import csv
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 from rich.console import Console
 
-from streams.cli.terminal_text import (
-    LiteralTable,
-    literal,
-    literal_lines,
-    printable,
-    printable_json,
+from streams.archive_access import reading
+from streams.cli.common import (
+    cell,
+    command_policy,
+    event_log,
+    guarded,
+    json_text,
+    parse_as_of,
+    percent,
+    settings_of,
 )
+from streams.cli.terminal_text import LiteralTable, literal, literal_lines, printable
 from streams.errors import GembaError
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    import duckdb
-
-    from events import EventBase
     from projections.archive.history_db import Replay, ValueStreamReport
     from projections.archive.replay_sql import SqlReplay
     from projections.policy.model import Policy
 
-__all__ = ["audit", "parse_as_of", "query", "register", "replay", "report"]
-
-T = TypeVar("T")
-BUSY_POLL_S = 0.1
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.find_root().obj
-    return settings
-
-
-@contextmanager
-def reading(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The archive opened for reading (`open_reader`: read-only, no file system, no
-    extensions, settings locked), waiting while the sink holds it for a batch."""
-    from projections.archive.history_db import ArchiveBusy, HistoryError, open_reader
-
-    deadline = time.monotonic() + settings.duckdb_busy_timeout_s
-    while True:
-        try:
-            connection = open_reader(settings.history_db_path)
-            break
-        except ArchiveBusy:
-            if time.monotonic() >= deadline:
-                raise GembaError(
-                    f"the archive {settings.history_db_path} stayed busy for "
-                    f"{settings.duckdb_busy_timeout_s:.0f}s (the worker is writing a batch); "
-                    "try again, or raise GEMBA_DUCKDB_BUSY_TIMEOUT_S"
-                ) from None
-            time.sleep(BUSY_POLL_S)
-        except HistoryError as exc:
-            raise GembaError(str(exc)) from None
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def _guarded(work: Callable[[], T]) -> T:
-    """Run archive work; its errors become one-line messages."""
-    from projections.archive.history_db import HistoryError
-
-    try:
-        return work()
-    except HistoryError as exc:
-        raise GembaError(str(exc)) from None
-
-
-def wide_console() -> Console:
-    """Wide tables stay whole when the output is a file or a pipe (rich assumes 80 columns)."""
-    return Console() if sys.stdout.isatty() else Console(width=220)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _json(document: Any) -> str:
-    """Pretty JSON, with nothing in it a terminal would act on (see printable_json)."""
-    return printable_json(
-        orjson.dumps(
-            document,
-            default=_json_default,
-            option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS,
-        ).decode()
-    )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+__all__ = ["audit", "query", "register", "replay", "report"]
 
 
 # --- query -----------------------------------------------------------------------------------
@@ -145,10 +65,10 @@ def query(ctx: click.Context, sql: str, fmt: str, raw_csv: bool) -> None:
 
     if raw_csv and fmt != "csv":
         raise click.UsageError(f"--raw-csv applies to csv only (--format csv), not to {fmt}")
-    with reading(_settings(ctx)) as connection:
-        result = _guarded(lambda: read_only_query(connection, sql))
+    with reading(settings_of(ctx)) as connection:
+        result = guarded(lambda: read_only_query(connection, sql))
     if fmt == "json":
-        click.echo(_json([dict(zip(result.columns, row, strict=True)) for row in result.rows]))
+        click.echo(json_text([dict(zip(result.columns, row, strict=True)) for row in result.rows]))
     elif fmt == "csv":
         _print_csv(result.columns, result.rows, raw=raw_csv)
     else:
@@ -171,7 +91,7 @@ def _print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: bo
 def _rows_table(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> LiteralTable:
     table = LiteralTable(*columns)
     for row in rows:
-        table.add_row(*map(_cell, row))
+        table.add_row(*map(cell, row))
     return table
 
 
@@ -180,10 +100,6 @@ def _rows_table(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Litera
 
 def _minutes(value: Any) -> str:
     return "" if value is None else f"{float(value):,.0f}"
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{float(value) * 100:.2f}%"
 
 
 def _example(example: dict[str, Any]) -> str:
@@ -196,7 +112,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
     head = (
         f"Value stream as of {report.as_of:%Y-%m-%d %H:%M} UTC, policy "
         f"{', '.join(report.policy_versions)}: {overall.get('deals', 0):,} deals, "
-        f"PCE {_pct(overall.get('pce'))} (value-added {_minutes(overall.get('value_added_min'))}"
+        f"PCE {percent(overall.get('pce'))} (value-added {_minutes(overall.get('value_added_min'))}"
         f" of {_minutes(overall.get('lead_time_min'))} lead-time minutes)"
         if report.as_of
         else "The archive holds no events yet."
@@ -214,7 +130,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
     )
     for row in report.stages:
         stages.add_row(
-            str(row["value"]), f"{row['deals']:,}", _pct(row["pce"]),
+            str(row["value"]), f"{row['deals']:,}", percent(row["pce"]),
             _minutes(row["lead_time_min"]), _minutes(row["value_added_min"]),
             _minutes(row["waste_min"]), _minutes(row["wait_min"]),
         )  # fmt: skip
@@ -230,7 +146,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
     for line in report.wastes:
         wastes.add_row(
             str(line["category"]).replace("_", "-"), str(line["measured_as"]),
-            _minutes(line["minutes"]), _pct(line["share"]),
+            _minutes(line["minutes"]), percent(line["share"]),
             literal_lines(_example(example) for example in line["examples"]),
         )  # fmt: skip
     stalled = LiteralTable(
@@ -258,12 +174,12 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
     )
     for change in report.changes:
         delta = (
-            _cell(change.current - change.previous)
+            cell(change.current - change.previous)
             if change.current is not None and change.previous is not None
             else ""
         )
         changes.add_row(
-            change.metric.replace("_", " "), _cell(change.previous), _cell(change.current), delta
+            change.metric.replace("_", " "), cell(change.previous), cell(change.current), delta
         )
     return [literal(head), stages, wastes, stalled, changes]
 
@@ -279,10 +195,10 @@ def report(ctx: click.Context, period_days: int, top: int, as_json: bool) -> Non
     from projections.archive.history_db import value_stream_report
 
     period = timedelta(days=period_days)
-    with reading(_settings(ctx)) as connection:
-        summary = _guarded(lambda: value_stream_report(connection, period, top))
+    with reading(settings_of(ctx)) as connection:
+        summary = guarded(lambda: value_stream_report(connection, period, top))
     if as_json:
-        click.echo(_json(asdict(summary)))
+        click.echo(json_text(asdict(summary)))
         return
     console = Console()
     for part in _report_tables(summary):
@@ -290,93 +206,6 @@ def report(ctx: click.Context, period_days: int, top: int, as_json: bool) -> Non
 
 
 # --- replay ----------------------------------------------------------------------------------
-
-
-def parse_as_of(text: str | None) -> datetime | None:
-    """A point in time from the command line: ISO date or time; without an offset, UTC."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO date or time (e.g. 2026-03-01 or 2026-03-01T12:00:00Z)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _policy(path: Path | None, settings: Settings) -> Policy:
-    from projections.errors import PolicyError
-    from projections.policy.model import default_policy, load_policy
-
-    chosen = path or settings.policy_file
-    try:
-        return load_policy(chosen) if chosen else default_policy()
-    except PolicyError as exc:
-        raise GembaError(str(exc)) from None
-
-
-def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase, datetime]]:
-    """Every event on the touches topic from offset 0 up to its end now, with its timestamp."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
-    from events import EventRejected, decode
-    from projections.archive.history_db import recorded_at_from_ms
-    from streams.kafka.clients import kafka_client_options
-
-    topic, future = settings.touches_topic, settings.future_limit
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            **kafka_client_options(settings),
-        )  # fmt: skip
-    except KafkaError as exc:
-        raise GembaError(f"cannot reach Kafka at {settings.bootstrap_servers} ({exc})") from None
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            raise GembaError(f"no topic {topic!r} at {settings.bootstrap_servers}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        left = {tp for tp in tps if ends[tp] > consumer.position(tp)}
-        records: list[tuple[EventBase, datetime]] = []
-        quiet_since = time.monotonic()
-        while left:
-            polled = consumer.poll(timeout_ms=500, max_records=20_000)
-            if not polled and time.monotonic() - quiet_since > idle_s:
-                raise GembaError(f"reading {topic} stalled with {len(left)} partition(s) left")
-            for tp, batch in polled.items():
-                quiet_since = time.monotonic()
-                for record in batch:
-                    if record.offset >= ends[tp]:
-                        continue
-                    try:
-                        event = decode(record.value or b"")
-                    except EventRejected:
-                        continue  # a dead letter: not an event
-                    recorded_at = recorded_at_from_ms(record.timestamp)
-                    if future is not None and future.is_future(event, recorded_at):
-                        continue  # the worker dead-letters it too
-                    records.append((event, recorded_at))
-                if consumer.position(tp) >= ends[tp]:
-                    left.discard(tp)
-        return records
-    finally:
-        consumer.close()
-
-
-def _log(settings: Settings, source: str) -> list[tuple[EventBase, datetime]]:
-    """The events with their recorded_at: from the archive, or from the topic at offset 0."""
-    from projections.archive.history_db import archived_events
-
-    if source == "kafka":
-        return _kafka_log(settings)
-    with reading(settings) as connection:
-        return _guarded(lambda: archived_events(connection))
 
 
 def _replay_summary(replayed: Replay | SqlReplay, source: str, engine: str) -> dict[str, Any]:
@@ -417,7 +246,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"replayed {summary['events_read']:,} events from {summary['source']}{known} "
         f"under policy {summary['policy_version']} ({summary['engine']} fold)"
     )
-    _echo(f"deals: {summary['deals']:,} ({statuses}); PCE {_pct(summary['pce'])}")
+    _echo(f"deals: {summary['deals']:,} ({statuses}); PCE {percent(summary['pce'])}")
     _echo(
         "minutes: " + ", ".join(f"{k.replace('_', ' ')} {_minutes(v)}" for k, v in minutes.items())
     )
@@ -445,7 +274,7 @@ def _diff_tables(
     )
     figures_before = _figure_row(base.totals)
     for name, value in _figure_row(other.totals).items():
-        table.add_row(name, _cell(figures_before[name]), _cell(value))
+        table.add_row(name, cell(figures_before[name]), cell(value))
     ranked = sorted(differences, key=lambda d: -abs(_change(d, "waste")))[:top]
     deals = LiteralTable(
         "deal",
@@ -456,7 +285,7 @@ def _diff_tables(
     )
     for difference in ranked:
         lines = [
-            f"{name}: {_cell(old)} -> {_cell(new)}"
+            f"{name}: {cell(old)} -> {cell(new)}"
             for name, (old, new) in sorted(difference.figures.items())
         ]
         reclassified = str(difference.touches_reclassified)
@@ -530,10 +359,10 @@ def replay(
     Prints a summary and the content hash of the rebuilt value streams: the same
     events and policy give the same hash on any machine, and equal the worker's.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     moment = parse_as_of(as_of)
-    rules = _policy(policy_file, settings)
-    other_rules = _policy(other_policy, settings) if other_policy else None
+    rules = command_policy(settings, policy_file)
+    other_rules = command_policy(settings, other_policy) if other_policy else None
     engine = engine or ("sql" if source == "duckdb" else "python")
     if engine == "sql" and source == "kafka":
         raise GembaError(
@@ -554,13 +383,13 @@ def _replay_in_sql(
     from projections.archive.replay_sql import sql_replay
 
     with reading(settings) as connection:
-        base = _guarded(lambda: sql_replay(connection, rules, moment, prefix="rp_"))
+        base = guarded(lambda: sql_replay(connection, rules, moment, prefix="rp_"))
         summary = _replay_summary(base, "duckdb", "sql")
         if other_rules is None:
-            click.echo(_json(summary)) if as_json else _print_summary(summary)
+            click.echo(json_text(summary)) if as_json else _print_summary(summary)
             return
-        other = _guarded(lambda: sql_replay(connection, other_rules, moment, prefix="rq_"))
-        differences = _guarded(lambda: sql_replay_diff(connection, base, other))
+        other = guarded(lambda: sql_replay(connection, other_rules, moment, prefix="rq_"))
+        differences = guarded(lambda: sql_replay_diff(connection, base, other))
     _show_diff(summary, base, other, differences, "duckdb", "sql", top, as_json)
 
 
@@ -571,13 +400,13 @@ def _replay_in_python(
     from projections.archive.history_db import replay as fold_log
     from projections.archive.history_db import replay_diff
 
-    records = _log(settings, source)
-    base = _guarded(lambda: fold_log(records, rules, moment))
+    records = event_log(settings, source)
+    base = guarded(lambda: fold_log(records, rules, moment))
     summary = _replay_summary(base, source, "python")
     if other_rules is None:
-        click.echo(_json(summary)) if as_json else _print_summary(summary)
+        click.echo(json_text(summary)) if as_json else _print_summary(summary)
         return
-    other = _guarded(lambda: fold_log(records, other_rules, moment))
+    other = guarded(lambda: fold_log(records, other_rules, moment))
     _show_diff(summary, base, other, replay_diff(base, other), source, "python", top, as_json)
 
 
@@ -588,7 +417,7 @@ def _show_diff(
     if as_json:
         other_summary = _replay_summary(other, source, engine)
         deals = [asdict(difference) for difference in differences]
-        click.echo(_json({"base": summary, "other": other_summary, "deals": deals}))
+        click.echo(json_text({"base": summary, "other": other_summary, "deals": deals}))
         return
     _print_summary(summary)
     _print_diff(base, other, differences, top)
@@ -609,8 +438,8 @@ def audit_verify(ctx: click.Context) -> None:
     inserted or reordered. Exits 1 if anything is wrong."""
     from projections.archive.history_db import verify_archive
 
-    with reading(_settings(ctx)) as connection:
-        outcome = _guarded(lambda: verify_archive(connection))
+    with reading(settings_of(ctx)) as connection:
+        outcome = guarded(lambda: verify_archive(connection))
     for finding in outcome.findings:
         _echo(str(finding))
     verdict = "intact" if outcome.intact else f"{len(outcome.findings)} problem(s)"
@@ -628,8 +457,8 @@ def audit_export(ctx: click.Context, directory: Path) -> None:
     """Write the events and value streams as Parquet to DIRECTORY, with manifest.json."""
     from projections.archive.history_db import export_archive
 
-    with reading(_settings(ctx)) as connection:
-        manifest = _guarded(lambda: export_archive(connection, directory))
+    with reading(settings_of(ctx)) as connection:
+        manifest = guarded(lambda: export_archive(connection, directory))
     for name, entry in manifest["files"].items():
         click.echo(f"{name}: {entry['rows']:,} rows, sha256:{entry['sha256']}")
     click.echo(f"value streams content hash: sha256:{manifest['value_streams']['content_hash']}")

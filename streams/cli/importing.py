@@ -18,7 +18,7 @@ from events.codec import encode
 from events.importers import KINDS, ImporterError, ImportRequest, ImportTally, import_file
 from events.importers.outcome import refuse_future_dated
 from events.producer import KafkaEventPublisher
-from streams.cli.history import _settings
+from streams.cli.common import settings_of
 from streams.cli.progress import byte_progress
 from streams.cli.terminal_text import literal, printable
 from streams.errors import GembaError
@@ -137,7 +137,7 @@ def import_command(
     was refused, 2 on an error that stopped the import (unreadable file or mapping, no
     broker).
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     topic = topic or settings.touches_topic
     request = ImportRequest(kind, path, mapping, lookups)
     tally = ImportTally(keep=max(show, 0))

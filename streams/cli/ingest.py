@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.settings import Settings
+from streams.cli.common import settings_of
 
 __all__ = ["ingest", "register"]
 
@@ -28,7 +28,7 @@ def ingest(ctx: click.Context, port: int | None) -> None:
     """
     from streams.ingest import run_ingest
 
-    settings: Settings = ctx.obj
+    settings = settings_of(ctx)
     run_ingest(settings, port)
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -22,8 +20,8 @@ from projections.portfolio.rollup import DIMENSIONS
 from streams.cli.alerts import register as register_alerts
 from streams.cli.assumptions import register as register_assumptions
 from streams.cli.campaigns import register as register_campaigns
+from streams.cli.common import settings_of, worker_page
 from streams.cli.export import register as register_export
-from streams.cli.history import _settings
 from streams.cli.history import register as register_history
 from streams.cli.importing import register as register_import
 from streams.cli.ingest import register as register_ingest
@@ -70,7 +68,7 @@ def broker() -> None:
 @click.pass_context
 def broker_start(ctx: click.Context) -> None:
     """Start the broker (reusing a running one) and wait until it serves."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     before = broker_status(settings)
     status = start_broker(settings, say=err.print)
     verb = "already running" if before.running else "started"
@@ -81,7 +79,7 @@ def broker_start(ctx: click.Context) -> None:
 @click.pass_context
 def broker_stop(ctx: click.Context) -> None:
     """Stop the broker cleanly."""
-    stopped = stop_broker(_settings(ctx))
+    stopped = stop_broker(settings_of(ctx))
     click.echo("broker stopped" if stopped else "no local broker was running")
 
 
@@ -89,7 +87,7 @@ def broker_stop(ctx: click.Context) -> None:
 @click.pass_context
 def broker_status_command(ctx: click.Context) -> None:
     """Say whether the broker runs, and where; exit 1 if it does not."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not settings.local_broker:
         click.echo(f"using the cluster at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)")
         return
@@ -121,7 +119,7 @@ def produce(ctx: click.Context, file: IO[bytes], topic: str | None) -> None:
     GEMBA_MAX_FUTURE_SKEW_S (a day) after the run began are refused as future-dated.
     Exits 1 if any line was refused.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     topic = topic or settings.touches_topic
     ensure_topic_for(settings, topic)
     size = Path(file.name).stat().st_size if file.name not in {"-", "<stdin>"} else 0
@@ -152,23 +150,7 @@ def worker(ctx: click.Context) -> None:
     """
     from streams.worker.run import run_worker  # Faust loads only for the commands that need it
 
-    run_worker(_settings(ctx))
-
-
-def _worker_get(settings: Settings, path: str) -> bytes:
-    """GET a page of the running worker's web server, or say how to start it."""
-    url = f"{settings.worker_web_url}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body: bytes = response.read()
-            return body
-    except urllib.error.HTTPError as exc:
-        detail = orjson.loads(exc.read() or b"{}").get("error", exc.reason)
-        raise GembaError(str(detail)) from None
-    except OSError:
-        raise GembaError(
-            f"no worker answers at {url}: start one with `gemba worker` (or `make demo`)"
-        ) from None
+    run_worker(settings_of(ctx))
 
 
 @cli.command()
@@ -180,7 +162,7 @@ def deal(ctx: click.Context, deal_id: str, as_json: bool) -> None:
     from projections.deal.value_stream import DealValueStream
     from streams.cli.render import deal_timeline
 
-    body = _worker_get(_settings(ctx), f"/gemba/deals/{urllib.parse.quote(deal_id)}/")
+    body = worker_page(settings_of(ctx), f"/gemba/deals/{urllib.parse.quote(deal_id)}/")
     if as_json:
         click.echo(printable_json(body.decode()))
         return
@@ -202,11 +184,11 @@ def rollups(ctx: click.Context, dimension: str, month: str | None, as_json: bool
     from streams.worker.value_streams import ValueStreamFolder
 
     query = f"?month={urllib.parse.quote(month)}" if month else ""
-    body = _worker_get(_settings(ctx), f"/gemba/rollups/{dimension}/{query}")
+    body = worker_page(settings_of(ctx), f"/gemba/rollups/{dimension}/{query}")
     if as_json:
         click.echo(printable_json(body.decode()))
         return
-    stages = ValueStreamFolder.from_settings(_settings(ctx)).policy.stages.order
+    stages = ValueStreamFolder.from_settings(settings_of(ctx)).policy.stages.order
     Console().print(rollup_table(dimension, month, orjson.loads(body), stages))
 
 
@@ -238,7 +220,7 @@ def demo(
     from streams.cli.demo import DemoOptions, run_demo, stop_demo
     from streams.simulator import SimulationConfig, SimulatorError
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if stop:
         stop_demo(settings, say=click.echo)
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli.history import _policy, _settings
+from streams.cli.common import command_policy, settings_of
 from streams.settings import PROJECT_ROOT
 
 __all__ = ["DEFAULT_PORT", "register", "serve"]
@@ -47,12 +47,12 @@ def serve(
     from streams.dashboard.handlers import DashboardOptions
     from streams.dashboard.server import run_dashboard
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if assumptions_file is None and EXAMPLE_ASSUMPTIONS.is_file():
         assumptions_file = EXAMPLE_ASSUMPTIONS
     options = DashboardOptions(
         port=port or settings.dashboard_port,
-        policy=_policy(None, settings),
+        policy=command_policy(settings),
         assumptions_file=assumptions_file,
         code_version=code_version(),
     )

@@ -15,6 +15,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from streams.cli.common import settings_of
 from streams.cli.terminal_text import literal, printable
 from streams.kafka.clients import ensure_topic_for, open_publisher
 from streams.settings import Settings
@@ -181,7 +182,7 @@ def simulate(
             return
     if not kafka and out is None:
         raise click.UsageError("say where the events go: --out FILE (or -) or --kafka")
-    settings: Settings = ctx.obj
+    settings = settings_of(ctx)
     if kafka:
         ensure_topic_for(settings, settings.touches_topic)
     if not no_history:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from streams.cli.history import reading
+from streams.archive_access import reading
 from streams.settings import Settings
 
 if TYPE_CHECKING:

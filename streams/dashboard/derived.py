@@ -48,7 +48,7 @@ Position = tuple[tuple[str, int, int], ...]
 def _log_and_position(settings: Settings) -> tuple[Position, list[Any]]:
     from projections.archive.dashboard_queries import archive_position
     from projections.archive.history_db import archived_events
-    from streams.cli.history import reading
+    from streams.archive_access import reading
 
     with reading(settings) as connection:
         return archive_position(connection), archived_events(connection)
@@ -60,7 +60,7 @@ def campaign_documents(settings: Settings, policy: Policy) -> tuple[Position, di
     The same figures as `gemba campaigns --json` (and `--flow --json`) over all history.
     """
     from projections.campaigns.history import campaign_history
-    from streams.cli.campaigns import MODELS, _flow_document, _row_document, not_opened_document
+    from streams.reports.campaigns import MODELS, flow_document, not_opened_document, row_document
 
     position, records = _log_and_position(settings)
     history = campaign_history(records, policy)
@@ -76,8 +76,8 @@ def campaign_documents(settings: Settings, policy: Policy) -> tuple[Position, di
         "policy_version": policy.version,
         "deals": len(history.journeys),
         "responses": len(history.responses),
-        "models": {model: [_row_document(row) for row in history.table(model)] for model in MODELS},
-        "flow": _flow_document(history.flow()),
+        "models": {model: [row_document(row) for row in history.table(model)] for model in MODELS},
+        "flow": flow_document(history.flow()),
         "stage_order": list(policy.stages.order),
         "deals_by_campaign": {campaign: sorted(deals) for campaign, deals in links.items()},
         "unattributed_revenue": str(unattributed),

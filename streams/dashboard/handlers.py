@@ -18,7 +18,6 @@ from aiohttp import web
 from projections.archive import dashboard_queries as queries
 from projections.deal.alerts import StallAlert
 from projections.policy.model import Policy
-from streams.cli.campaigns import MODELS
 from streams.dashboard.archive import ArchiveReader
 from streams.dashboard.derived import DerivedView
 from streams.dashboard.documents import (
@@ -30,6 +29,7 @@ from streams.dashboard.documents import (
     timeline_document,
 )
 from streams.dashboard.live import AlertFeed, FeedItem
+from streams.reports.campaigns import MODELS
 
 __all__ = [
     "DERIVED",

@@ -27,7 +27,8 @@ from projections.archive.history_db import (
     open_archive,
     recorded_at_from_ms,
 )
-from projections.policy.model import Policy, default_policy, load_policy
+from projections.policy.model import Policy
+from streams.policy_loading import policy_of
 from streams.settings import Settings
 from streams.worker.alerts import alerts_topic
 from streams.worker.missed import MissedRecord, MissedRecordReader
@@ -387,7 +388,7 @@ def _policy(app: faust.App, settings: Settings) -> Policy:
     if pipeline is not None:
         policy: Policy = pipeline.folder.policy
         return policy
-    return load_policy(settings.policy_file) if settings.policy_file else default_policy()
+    return policy_of(settings)
 
 
 def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.TopicT) -> None:

@@ -9,8 +9,9 @@ from datetime import datetime
 from events import EventBase, decode
 from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.errors import DealNotOpened
-from projections.policy.model import Policy, default_policy, load_policy
+from projections.policy.model import Policy
 from projections.portfolio.rollup import Contribution, contributions
+from streams.policy_loading import policy_of
 from streams.settings import Settings
 
 __all__ = ["FoldedDeal", "ValueStreamFolder"]
@@ -25,8 +26,7 @@ class ValueStreamFolder:
     @classmethod
     def from_settings(cls, settings: Settings) -> ValueStreamFolder:
         """The policy file from settings, or the shipped default."""
-        policy = load_policy(settings.policy_file) if settings.policy_file else default_policy()
-        return cls(policy)
+        return cls(policy_of(settings))
 
     def value_stream(self, encoded_events: Iterable[str | bytes]) -> DealValueStream | None:
         """The deal's value stream as of its latest event; None until it has been opened."""

@@ -38,7 +38,7 @@ def gemba(archive: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _expected(as_of: str | None = None) -> dict[str, Decimal]:
-    from streams.cli.history import parse_as_of
+    from streams.cli.common import parse_as_of
 
     records = [
         (event, event.occurred_at + RECORDED_AFTER) for event in map(decode, history_lines(CONFIG))

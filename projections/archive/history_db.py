@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -433,6 +434,9 @@ glob, COPY TO, ATTACH, http), no extension installed or loaded, no Python variab
 by name. `open_reader` then sets the time zone and locks the configuration, so no statement
 can SET them back."""
 
+_READERS_OPENING = threading.Lock()
+"""Held while a reader opens the file and, if it is the first, sets and locks the settings."""
+
 READ_ONLY_REFUSAL = (
     "the archive is read-only here: a query reads the archive's tables and views only "
     "(no other file, no COPY TO, no ATTACH, no extension, no SET)"
@@ -451,12 +455,14 @@ def open_reader(path: Path) -> duckdb.DuckDBPyConnection:
             f"no history archive at {path}: run `gemba worker` (it archives every event) "
             "or set GEMBA_DUCKDB_PATH"
         )
-    connection = _connect(path, read_only=True, config=READER_SETTINGS)
     # DuckDB shares one database instance among the connections of a process to one file:
     # the first reader sets the time zone for all and locks it; later ones find it locked.
-    if not _scalar(connection, "SELECT current_setting('lock_configuration')"):
-        connection.execute("SET GLOBAL TimeZone = 'UTC'")
-        connection.execute("SET GLOBAL lock_configuration = true")
+    # Readers on several threads (the dashboard's) take turns at that check.
+    with _READERS_OPENING:
+        connection = _connect(path, read_only=True, config=READER_SETTINGS)
+        if not _scalar(connection, "SELECT current_setting('lock_configuration')"):
+            connection.execute("SET GLOBAL TimeZone = 'UTC'")
+            connection.execute("SET GLOBAL lock_configuration = true")
     return connection
 
 

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import orjson
@@ -146,6 +148,23 @@ def test_readers_open_at_once_in_one_process_share_the_lock_and_the_utc_clock(
         first.close()
 
     assert figures == [[("UTC", True)], [("UTC", True)]]
+
+
+def test_readers_opened_on_many_threads_at_once_all_open_locked(archive: Path) -> None:
+    # The dashboard answers each request on a thread of its own, each opening a reader.
+    def opened(_: int) -> list[tuple[Any, ...]]:
+        connection = open_reader(archive)
+        try:
+            return connection.execute(
+                "SELECT current_setting('TimeZone'), current_setting('lock_configuration')"
+            ).fetchall()
+        finally:
+            connection.close()
+
+    for _ in range(20):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            figures = list(pool.map(opened, range(8)))
+        assert figures == [[("UTC", True)]] * 8
 
 
 @pytest.mark.parametrize("name", PROBES)

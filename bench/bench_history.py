@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import duckdb
 
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,

@@ -38,7 +38,7 @@ import duckdb
 from bench._broker import benchmark_broker
 from bench.bench_worker import simulated_messages, worker_pipeline
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,
@@ -46,8 +46,8 @@ from projections.archive.history_db import (
     open_archive,
     recorded_at_from_ms,
     replay,
+    sql_replay,
 )
-from projections.archive.replay_sql import sql_replay
 from tests.support.worker_harness import WorkerSetup, publish
 
 PARTITIONS = 6

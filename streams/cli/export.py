@@ -18,7 +18,7 @@ FORMATS = ("xes", "ocel", "parquet", "csv")
 
 
 def _archived(settings: Settings, as_of: datetime | None) -> list[tuple[object, datetime]]:
-    from projections.archive.history_db import HistoryError, archived_events
+    from projections.archive import HistoryError, archived_events
 
     with reading(settings) as connection:
         try:

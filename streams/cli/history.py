@@ -27,11 +27,8 @@ from streams.errors import GembaError
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    import duckdb
-
     from events import EventBase
-    from projections.archive.history_db import Replay, ValueStreamReport
-    from projections.archive.replay_sql import SqlReplay
+    from projections.archive import Connection, Replay, SqlReplay, ValueStreamReport
     from projections.policy.model import Policy
 
 __all__ = ["audit", "parse_as_of", "query", "register", "replay", "report"]
@@ -46,10 +43,10 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def reading(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def reading(settings: Settings) -> Iterator[Connection]:
     """The archive opened for reading (`open_reader`: read-only, no file system, no
     extensions, settings locked), waiting while the sink holds it for a batch."""
-    from projections.archive.history_db import ArchiveBusy, HistoryError, open_reader
+    from projections.archive import ArchiveBusy, HistoryError, open_reader
 
     deadline = time.monotonic() + settings.duckdb_busy_timeout_s
     while True:
@@ -74,7 +71,7 @@ def reading(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _guarded(work: Callable[[], T]) -> T:
     """Run archive work; its errors become one-line messages."""
-    from projections.archive.history_db import HistoryError
+    from projections.archive import HistoryError
 
     try:
         return work()
@@ -141,7 +138,7 @@ def query(ctx: click.Context, sql: str, fmt: str, raw_csv: bool) -> None:
     The archive is read-only here: writing statements are refused, and a query reads
     the archive's tables and views only (no other file, no extension, no SET).
     """
-    from projections.archive.history_db import read_only_query
+    from projections.archive import read_only_query
 
     if raw_csv and fmt != "csv":
         raise click.UsageError(f"--raw-csv applies to csv only (--format csv), not to {fmt}")
@@ -276,7 +273,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
 def report(ctx: click.Context, period_days: int, top: int, as_json: bool) -> None:
     """The value-stream summary: PCE overall and per stage, top wastes with examples,
     stalled deals, and what changed since the previous period."""
-    from projections.archive.history_db import value_stream_report
+    from projections.archive import value_stream_report
 
     period = timedelta(days=period_days)
     with reading(_settings(ctx)) as connection:
@@ -322,7 +319,7 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
     from kafka.errors import KafkaError
 
     from events import EventRejected, decode
-    from projections.archive.history_db import recorded_at_from_ms
+    from projections.archive import recorded_at_from_ms
     from streams.kafka.clients import kafka_client_options
 
     topic, future = settings.touches_topic, settings.future_limit
@@ -371,7 +368,7 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
 
 def _log(settings: Settings, source: str) -> list[tuple[EventBase, datetime]]:
     """The events with their recorded_at: from the archive, or from the topic at offset 0."""
-    from projections.archive.history_db import archived_events
+    from projections.archive import archived_events
 
     if source == "kafka":
         return _kafka_log(settings)
@@ -550,8 +547,7 @@ def _replay_in_sql(
     settings: Settings, rules: Policy, other_rules: Policy | None, moment: datetime | None,
     top: int, as_json: bool,
 ) -> None:  # fmt: skip
-    from projections.archive.history_db import sql_replay_diff
-    from projections.archive.replay_sql import sql_replay
+    from projections.archive import sql_replay, sql_replay_diff
 
     with reading(settings) as connection:
         base = _guarded(lambda: sql_replay(connection, rules, moment, prefix="rp_"))
@@ -568,8 +564,8 @@ def _replay_in_python(
     settings: Settings, source: str, rules: Policy, other_rules: Policy | None,
     moment: datetime | None, top: int, as_json: bool,
 ) -> None:  # fmt: skip
-    from projections.archive.history_db import replay as fold_log
-    from projections.archive.history_db import replay_diff
+    from projections.archive import replay as fold_log
+    from projections.archive import replay_diff
 
     records = _log(settings, source)
     base = _guarded(lambda: fold_log(records, rules, moment))
@@ -607,7 +603,7 @@ def audit() -> None:
 def audit_verify(ctx: click.Context) -> None:
     """Recompute the hash chain of every partition; name any event changed, removed,
     inserted or reordered. Exits 1 if anything is wrong."""
-    from projections.archive.history_db import verify_archive
+    from projections.archive import verify_archive
 
     with reading(_settings(ctx)) as connection:
         outcome = _guarded(lambda: verify_archive(connection))
@@ -626,7 +622,7 @@ def audit_verify(ctx: click.Context) -> None:
 @click.pass_context
 def audit_export(ctx: click.Context, directory: Path) -> None:
     """Write the events and value streams as Parquet to DIRECTORY, with manifest.json."""
-    from projections.archive.history_db import export_archive
+    from projections.archive import export_archive
 
     with reading(_settings(ctx)) as connection:
         manifest = _guarded(lambda: export_archive(connection, directory))

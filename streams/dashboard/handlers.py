@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from projections.archive import dashboard_queries as queries
+from projections.archive import dashboard as queries
 from projections.deal.alerts import StallAlert
 from projections.policy.model import Policy
 from streams.cli.campaigns import MODELS

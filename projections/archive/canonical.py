@@ -113,7 +113,10 @@ def canonical_lines(stream: DealValueStream) -> list[str]:
 
 
 def deal_digest(stream: DealValueStream) -> str:
-    """sha256 of one deal's canonical lines."""
+    """sha256 of one deal's canonical lines.
+
+    SQL twin: projections.archive.fold_sql.lines.deal_digests_sql.
+    """
     return hashlib.sha256("\n".join(canonical_lines(stream)).encode()).hexdigest()
 
 

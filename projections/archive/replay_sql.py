@@ -62,6 +62,8 @@ def sql_replay(
 
     Works on a read-only connection (the tables it builds are temporary); an archive
     written before the fold facts existed gets them derived for this connection only.
+
+    Python twin: projections.deal.value_stream.deal_value_stream (one deal at a time).
     """
     if as_of is not None and as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware, like event times")

@@ -47,7 +47,7 @@ import orjson
 
 from bench._broker import free_port
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,

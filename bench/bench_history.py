@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_history.py [--deals N] [--batch B] [--rounds R]
 
-Sink: the sink's write path (projections.archive.history_db.HistoryWriter, as the worker runs
+Sink: the sink's write path (projections.archive.HistoryWriter, as the worker runs
 it: decode, dedupe by event_id, hash chain, offsets, Arrow append, one transaction and
 one open/close of the file per batch), first archiving the log only, then also refolding
 the value-stream tables of every deal the batches touched, as the worker's sink does
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import duckdb
 
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,

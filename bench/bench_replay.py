@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_replay.py [--events N] [--base M] [--faust-events F]
 
 1. Simulates M events (default 500,000) and archives them as the worker's sink does
-   (projections.archive.history_db.HistoryWriter: decode, hash chain, offsets, fold facts), in
+   (projections.archive.HistoryWriter: decode, hash chain, offsets, fold facts), in
    batches, on six partitions.
 2. Peers measured on those M events in this run: the Python fold, deal by deal
    (`gemba replay --engine python`: read and decode the archive, fold every deal), and
-   the SQL fold (`gemba replay`, projections.archive.replay_sql.sql_replay); both print their
+   the SQL fold (`gemba replay`, projections.archive.sql_replay); both print their
    content hash, which must be equal.
 3. Grows the archive to N events (default 10,000,000) by copying the M events as new
    deals, whole copies (new event and deal ids; the copies' payloads still name the
@@ -38,7 +38,7 @@ import duckdb
 from bench._broker import benchmark_broker
 from bench.bench_worker import simulated_messages, worker_pipeline
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,
@@ -46,8 +46,8 @@ from projections.archive.history_db import (
     open_archive,
     recorded_at_from_ms,
     replay,
+    sql_replay,
 )
-from projections.archive.replay_sql import sql_replay
 from tests.support.worker_harness import WorkerSetup, publish
 
 PARTITIONS = 6

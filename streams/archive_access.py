@@ -17,7 +17,7 @@ from streams.errors import GembaError
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    import duckdb
+    from projections.archive import Connection
 
 __all__ = ["BUSY_POLL_S", "reading"]
 
@@ -26,10 +26,10 @@ BUSY_POLL_S = 0.1
 
 
 @contextmanager
-def reading(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def reading(settings: Settings) -> Iterator[Connection]:
     """The archive opened for reading (`open_reader`: read-only, no file system, no
     extensions, settings locked), waiting while the sink holds it for a batch."""
-    from projections.archive.history_db import ArchiveBusy, HistoryError, open_reader
+    from projections.archive import ArchiveBusy, HistoryError, open_reader
 
     deadline = time.monotonic() + settings.duckdb_busy_timeout_s
     while True:

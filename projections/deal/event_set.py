@@ -20,7 +20,10 @@ def event_order(event: EventBase) -> tuple[datetime, str]:
 
 def known_at(event: EventBase, recorded_at: datetime, as_of: datetime | None) -> bool:
     """Whether the world knew the event at `as_of`: it had occurred and been recorded by then
-    (every event, without `as_of`). The as-of rule of replays and of every history question."""
+    (every event, without `as_of`). The as-of rule of replays and of every history question.
+
+    SQL twin: projections.archive.fold_sql.rules.known_at_sql.
+    """
     return as_of is None or (event.occurred_at <= as_of and recorded_at <= as_of)
 
 

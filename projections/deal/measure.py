@@ -44,6 +44,8 @@ def time_sets(
     With the default precedence an instant in which any value-added work
     happened is value-added, else necessary, else waste; an instant no touch
     covers is wait.
+
+    SQL twin: projections.archive.fold_sql.merge.precedence_merge_sql.
     """
     covered = SpanSet()
     by_class: dict[TouchClass, SpanSet] = {}
@@ -73,7 +75,10 @@ def time_sets(
 def measure_totals(
     sets: TimeSets, windows: Sequence[Span], touches: Sequence[Touch], regressions: int
 ) -> Totals:
-    """The totals of the life inside `windows`, with the given touches and regressions."""
+    """The totals of the life inside `windows`, with the given touches and regressions.
+
+    SQL twin: projections.archive.fold_sql.merge.stage_totals_sql (a deal's totals: their sum).
+    """
     window = SpanSet.of(windows)
     counts = Counter(touch.kind for touch in touches)
     return Totals(

@@ -48,6 +48,8 @@ def stage_history(
     A change before the deal opened takes effect at the open time; a change
     after the deal closed (or after the watermark) is ignored; a change to the
     stage the deal is already in changes nothing.
+
+    SQL twin: projections.archive.fold_sql.rules.stage_visits_sql.
     """
     visits: list[StageVisit] = []
     stage, entered, event_id, regression = opened.stage, life.start, opened.event_id, False
@@ -78,6 +80,9 @@ def stage_history(
 
 
 def stage_at(visits: Sequence[StageVisit], at: datetime) -> str:
-    """The stage the deal was in at `at` (the latest visit entered by then)."""
+    """The stage the deal was in at `at` (the latest visit entered by then).
+
+    SQL twin: projections.archive.fold_sql.rules.touch_rule_state_sql (each touch's visit).
+    """
     index = bisect_right([visit.entered_at for visit in visits], at)
     return visits[max(index - 1, 0)].stage

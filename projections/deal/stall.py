@@ -61,6 +61,8 @@ def stall_episodes(
     touch; an episode starts when it passes the stage's threshold and ends at
     the next value-added touch, at the next stage change (which restarts the
     clock), or at the close. A stage without a threshold never stalls.
+
+    SQL twin: projections.archive.fold_sql.rules.stall_episodes_sql.
     """
     episodes: list[StallEpisode] = []
     for visit in visits:

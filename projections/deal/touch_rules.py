@@ -47,6 +47,8 @@ class _History:
     two-way contact: an inbound email or call, a connected call, a held
     customer meeting. Internal meetings count per stage name, so a deal that
     comes back to a stage does not get a fresh allowance.
+
+    SQL twin: projections.archive.fold_sql.rules.touch_rule_state_sql and rule_counts_sql.
     """
 
     emails_without_reply: int = 0
@@ -55,6 +57,10 @@ class _History:
 
 
 def _meeting(meeting: MeetingLogged, stage: str, rules: TouchRules, seen: _History) -> Verdict:
+    """Rules 1-3: no-show; internal meetings within the allowance; held customer meetings.
+
+    SQL twin: projections.archive.fold_sql.rules.meeting_rules_sql.
+    """
     if meeting.outcome is not MeetingOutcome.HELD:
         return Verdict(WASTE, WasteCategory.NO_SHOW, 1)
     if meeting.kind is MeetingKind.INTERNAL:
@@ -72,6 +78,10 @@ def _meeting(meeting: MeetingLogged, stage: str, rules: TouchRules, seen: _Histo
 
 
 def _call(call: CallLogged, seen: _History) -> Verdict:
+    """Rule 4: a connected call is value-added, any other is chasing.
+
+    SQL twin: projections.archive.fold_sql.rules.call_rule_sql.
+    """
     if call.outcome is CallOutcome.CONNECTED:
         seen.emails_without_reply = 0
         return Verdict(VA, None, 4)
@@ -79,6 +89,10 @@ def _call(call: CallLogged, seen: _History) -> Verdict:
 
 
 def _email(email: EmailLogged, rules: TouchRules, seen: _History) -> Verdict:
+    """Rules 5-6: inbound takes none of our time; a reply is value-added; chasing past a row.
+
+    SQL twin: projections.archive.fold_sql.rules.email_rules_sql.
+    """
     if email.direction is Direction.INBOUND:
         seen.emails_without_reply = 0
         return Verdict(None, None, 5)
@@ -91,6 +105,10 @@ def _email(email: EmailLogged, rules: TouchRules, seen: _History) -> Verdict:
 
 
 def _quote(quote: QuoteSent, stage: str, rules: TouchRules) -> Verdict:
+    """Rule 7: overproduction before qualification; the first or an asked-for version is VA.
+
+    SQL twin: projections.archive.fold_sql.rules.quote_rule_sql.
+    """
     if stage in rules.overproduction_stages:
         return Verdict(WASTE, WasteCategory.OVERPRODUCTION, 7)
     if quote.version == 1 or quote.requested_by_customer:
@@ -129,6 +147,10 @@ def _touch(event: TouchEvent, span: Span, stage: str, verdict: Verdict) -> Touch
 
 
 def _within_life(span: Span, life: Span) -> bool:
+    """Whether the touch meets the life (one without length: falls in [open, close)).
+
+    SQL twin: projections.archive.fold_sql.rules.touches_in_life_sql.
+    """
     if span.end > span.start:
         return span.start < life.end and span.end > life.start
     return life.start <= span.start < life.end
@@ -143,6 +165,8 @@ def classify_touches(
     outside [open, close) is not part of the deal's value stream; one that
     straddles the open or the close keeps only its part inside. Its stage is
     the stage at the start of that part.
+
+    SQL twin: projections.archive.fold_sql.rules.touch_rules_sql.
     """
     spans = [(touch_span(event, policy.standard_minutes), event) for event in events]
     spans.sort(key=lambda pair: (pair[0].start, pair[1].event_id))

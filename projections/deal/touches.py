@@ -76,6 +76,8 @@ def touch_span(touch: TouchEvent, minutes: StandardMinutes) -> Span:
 
     Calls and meetings carry their own; an inbound email takes none of ours;
     outbound emails and quotes take the policy's standard time.
+
+    SQL twin: projections.archive.fold_sql.rules.touch_span_sql.
     """
     start = utc(touch.occurred_at)
     match touch:

@@ -133,6 +133,10 @@ def _deal_facts(events: Iterable[EventBase], watermark: datetime | None) -> _Dea
 
 
 def _life(facts: _DealFacts) -> Span:
+    """From the open to the close (never before the open), or to the watermark.
+
+    SQL twin: projections.archive.fold_sql.rules.deal_life_sql.
+    """
     opened_at = utc(facts.opened.occurred_at)
     if facts.close is None:
         return Span(opened_at, facts.as_of)
@@ -146,6 +150,10 @@ def _stage_streams(
     end: datetime,
     policy: Policy,
 ) -> tuple[StageValueStream, ...]:
+    """The totals of each stage the deal visited (all its visits together), in flow order.
+
+    SQL twin: projections.archive.fold_sql.merge.stage_totals_sql.
+    """
     names = list(dict.fromkeys(visit.stage for visit in visits))
     names.sort(key=lambda name: (policy.stages.rank(name) is None, policy.stages.rank(name) or 0))
     streams = []
@@ -180,6 +188,8 @@ def deal_value_stream(
     after it are not yet known and are left out. Raises NotOneDeal if the
     events (those with a deal_id) belong to several deals, and DealNotOpened if
     none of them opened the deal.
+
+    SQL twin: projections.archive.replay_sql.sql_replay (every deal at once; deal_summary_sql).
     """
     facts = _deal_facts(events, watermark)
     life = _life(facts)

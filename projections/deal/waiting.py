@@ -19,6 +19,8 @@ def ball_in_our_court(touches: Sequence[Touch], end: datetime) -> SpanSet:
     customer meeting, held or not); an internal meeting is not. A message left
     unanswered keeps the ball in our court until `end` (the close or the watermark).
     Callers intersect the result with the wait time.
+
+    SQL twin: projections.archive.fold_sql.rules.ball_in_our_court_sql.
     """
     spans: list[Span] = []
     since: datetime | None = None

@@ -162,6 +162,8 @@ class StallPolicy(_Frozen):
         """A stage's threshold: the segment's override, else the learned one, else the default.
 
         None for a stage the policy has no threshold for: it never stalls.
+
+        SQL twin: projections.archive.fold_sql.policy_sql.PolicySql.thresholds (no learned ones).
         """
         override = self.segments.get(segment, {}) if segment is not None else {}
         if stage in override:

@@ -49,7 +49,7 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def guarded(work: Callable[[], T]) -> T:
     """Run archive work; its errors become one-line messages."""
-    from projections.archive.history_db import HistoryError
+    from projections.archive import HistoryError
 
     try:
         return work()
@@ -149,7 +149,7 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
     from kafka.errors import KafkaError
 
     from events import EventRejected, decode
-    from projections.archive.history_db import recorded_at_from_ms
+    from projections.archive import recorded_at_from_ms
     from streams.kafka.clients import kafka_client_options
 
     topic, future = settings.touches_topic, settings.future_limit
@@ -199,7 +199,7 @@ def _kafka_log(settings: Settings, idle_s: float = 10.0) -> list[tuple[EventBase
 def event_log(settings: Settings, source: str) -> list[tuple[EventBase, datetime]]:
     """The events with their recorded_at: from the archive (`duckdb`), or from the
     touches topic at offset 0 (`kafka`)."""
-    from projections.archive.history_db import archived_events
+    from projections.archive import archived_events
 
     if source == "kafka":
         return _kafka_log(settings)

@@ -18,7 +18,7 @@ FORMATS = ("xes", "ocel", "parquet", "csv")
 
 
 def _archived(settings: Settings, as_of: datetime | None) -> list[tuple[object, datetime]]:
-    from projections.archive.history_db import archived_events
+    from projections.archive import archived_events
 
     with reading(settings) as connection:
         return guarded(lambda: list(archived_events(connection, as_of)))

@@ -29,8 +29,7 @@ from streams.errors import GembaError
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from projections.archive.history_db import Replay, ValueStreamReport
-    from projections.archive.replay_sql import SqlReplay
+    from projections.archive import Replay, SqlReplay, ValueStreamReport
     from projections.policy.model import Policy
 
 __all__ = ["audit", "query", "register", "replay", "report"]
@@ -61,7 +60,7 @@ def query(ctx: click.Context, sql: str, fmt: str, raw_csv: bool) -> None:
     The archive is read-only here: writing statements are refused, and a query reads
     the archive's tables and views only (no other file, no extension, no SET).
     """
-    from projections.archive.history_db import read_only_query
+    from projections.archive import read_only_query
 
     if raw_csv and fmt != "csv":
         raise click.UsageError(f"--raw-csv applies to csv only (--format csv), not to {fmt}")
@@ -192,7 +191,7 @@ def _report_tables(report: ValueStreamReport) -> list[Any]:
 def report(ctx: click.Context, period_days: int, top: int, as_json: bool) -> None:
     """The value-stream summary: PCE overall and per stage, top wastes with examples,
     stalled deals, and what changed since the previous period."""
-    from projections.archive.history_db import value_stream_report
+    from projections.archive import value_stream_report
 
     period = timedelta(days=period_days)
     with reading(settings_of(ctx)) as connection:
@@ -379,8 +378,7 @@ def _replay_in_sql(
     settings: Settings, rules: Policy, other_rules: Policy | None, moment: datetime | None,
     top: int, as_json: bool,
 ) -> None:  # fmt: skip
-    from projections.archive.history_db import sql_replay_diff
-    from projections.archive.replay_sql import sql_replay
+    from projections.archive import sql_replay, sql_replay_diff
 
     with reading(settings) as connection:
         base = guarded(lambda: sql_replay(connection, rules, moment, prefix="rp_"))
@@ -397,8 +395,8 @@ def _replay_in_python(
     settings: Settings, source: str, rules: Policy, other_rules: Policy | None,
     moment: datetime | None, top: int, as_json: bool,
 ) -> None:  # fmt: skip
-    from projections.archive.history_db import replay as fold_log
-    from projections.archive.history_db import replay_diff
+    from projections.archive import replay as fold_log
+    from projections.archive import replay_diff
 
     records = event_log(settings, source)
     base = guarded(lambda: fold_log(records, rules, moment))
@@ -436,7 +434,7 @@ def audit() -> None:
 def audit_verify(ctx: click.Context) -> None:
     """Recompute the hash chain of every partition; name any event changed, removed,
     inserted or reordered. Exits 1 if anything is wrong."""
-    from projections.archive.history_db import verify_archive
+    from projections.archive import verify_archive
 
     with reading(settings_of(ctx)) as connection:
         outcome = guarded(lambda: verify_archive(connection))
@@ -455,7 +453,7 @@ def audit_verify(ctx: click.Context) -> None:
 @click.pass_context
 def audit_export(ctx: click.Context, directory: Path) -> None:
     """Write the events and value streams as Parquet to DIRECTORY, with manifest.json."""
-    from projections.archive.history_db import export_archive
+    from projections.archive import export_archive
 
     with reading(settings_of(ctx)) as connection:
         manifest = guarded(lambda: export_archive(connection, directory))

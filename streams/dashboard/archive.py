@@ -12,7 +12,7 @@ from streams.archive_access import reading
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    import duckdb
+    from projections.archive import Connection
 
 __all__ = ["ArchiveReader"]
 
@@ -53,9 +53,7 @@ class ArchiveReader:
                 signature += [status.st_mtime_ns, status.st_size]
         return tuple(signature)
 
-    async def ask(
-        self, question: Callable[[duckdb.DuckDBPyConnection], T], key: Hashable | None = None
-    ) -> T:
+    async def ask(self, question: Callable[[Connection], T], key: Hashable | None = None) -> T:
         """Run `question` with an open connection in a worker thread; return its answer.
 
         With a `key` naming the question (and its parameters), an unchanged file's
@@ -75,6 +73,6 @@ class ArchiveReader:
             self._answers.popitem(last=False)
         return answer
 
-    def _ask(self, question: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    def _ask(self, question: Callable[[Connection], T]) -> T:
         with reading(self.settings) as connection:
             return question(connection)

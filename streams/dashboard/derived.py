@@ -46,8 +46,8 @@ Position = tuple[tuple[str, int, int], ...]
 
 
 def _log_and_position(settings: Settings) -> tuple[Position, list[Any]]:
-    from projections.archive.dashboard_queries import archive_position
-    from projections.archive.history_db import archived_events
+    from projections.archive import archived_events
+    from projections.archive.dashboard import archive_position
     from streams.archive_access import reading
 
     with reading(settings) as connection:

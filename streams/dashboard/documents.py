@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from projections.archive.dashboard_queries import (
+from projections.archive.dashboard import (
     ArchiveStamp,
     DealTimeline,
     StageBox,

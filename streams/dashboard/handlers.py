@@ -1,6 +1,6 @@
 """The dashboard's HTTP handlers: read the request, ask the archive or a cached view, answer JSON.
 
-Each handler is thin: parameters become typed values (projections.archive.dashboard_queries
+Each handler is thin: parameters become typed values (projections.archive.dashboard
 binds them into SQL), the question runs off the event loop, and the answer is
 one JSON document stamped with the archive's event time and policy versions.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from projections.archive import dashboard_queries as queries
+from projections.archive import dashboard as queries
 from projections.deal.alerts import StallAlert
 from projections.policy.model import Policy
 from streams.dashboard.archive import ArchiveReader

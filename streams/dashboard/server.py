@@ -11,7 +11,7 @@ from functools import partial
 import structlog
 from aiohttp import web
 
-from projections.archive.dashboard_queries import DashboardQueryError, archive_position
+from projections.archive.dashboard import DashboardQueryError, archive_position
 from streams.dashboard.archive import ArchiveReader
 from streams.dashboard.derived import (
     DerivedView,

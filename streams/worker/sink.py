@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import faust
 import structlog
 from faust.types import EventT
 
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     ArchiveBusy,
     BatchOutcome,
+    Connection,
     HistoryError,
     HistoryWriter,
     LogRecord,
@@ -317,7 +317,7 @@ class HistorySink:
             return archived_offsets(connection), int(marked[0][0])
 
     @contextmanager
-    def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _open(self) -> Iterator[Connection]:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

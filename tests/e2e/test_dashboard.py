@@ -26,7 +26,7 @@ import pytest
 from events import decode
 from events.producer import ensure_topic
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,

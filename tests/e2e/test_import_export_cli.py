@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from events import EventBase, PublishError, decode
 from events.importers import ImportRequest, import_file
-from projections.archive.history_db import open_archive
+from projections.archive import open_archive
 from streams.cli.export import register as register_export
 from streams.cli.importing import register as register_import
 from streams.cli.main import cli

@@ -11,7 +11,8 @@ import pytest
 
 from events import decode
 from projections import default_policy
-from projections.archive.dashboard_queries import (
+from projections.archive import ArchiveBatch, HistoryWriter, LogRecord, open_archive
+from projections.archive.dashboard import (
     DashboardQueryError,
     Filters,
     deal_timeline,
@@ -21,7 +22,6 @@ from projections.archive.dashboard_queries import (
     waste_deals,
     waste_pareto,
 )
-from projections.archive.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
 from projections.deal.alerts import AlertKind
 from streams.simulator import SimulationConfig, history_lines
 from tests.unit.test_dashboard import _alert

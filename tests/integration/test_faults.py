@@ -30,7 +30,7 @@ from events.errors import PublishError
 from events.future import FutureLimit
 from events.producer import KafkaEventPublisher, ensure_topic
 from projections import DealNotOpened, deal_value_stream, default_policy, events_by_deal
-from projections.archive.history_db import open_archive, verify_archive
+from projections.archive import open_archive, verify_archive
 from streams.kafka.broker import start_broker, stop_broker
 from streams.settings import Settings
 from tests.support.strategies import events, malformed_messages

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from events import Event, decode
 from projections import deal_value_stream, default_policy, total, totals_by_stage
-from projections.archive.history_db import (
+from projections.archive import (
     ArchiveBatch,
     HistoryWriter,
     LogRecord,

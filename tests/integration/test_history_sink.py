@@ -23,14 +23,14 @@ import pytest
 from click.testing import CliRunner
 
 from projections import default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     archived_events,
     content_hash,
     open_archive,
     replay,
+    sql_replay,
     verify_archive,
 )
-from projections.archive.replay_sql import sql_replay
 from projections.portfolio.rollup import DIMENSIONS
 from streams.cli.main import cli
 from streams.settings import Settings

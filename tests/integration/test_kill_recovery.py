@@ -34,7 +34,7 @@ from kafka.partitioner.default import murmur2
 from events import EventBase
 from events.producer import KafkaEventPublisher
 from projections import DealNotOpened, deal_value_stream, default_policy, events_by_deal
-from projections.archive.history_db import (
+from projections.archive import (
     archived_events,
     content_hash,
     open_archive,

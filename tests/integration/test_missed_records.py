@@ -11,7 +11,7 @@ import pytest
 
 from events.producer import ensure_topic
 from projections import default_policy
-from projections.archive.history_db import HistoryWriter, open_archive
+from projections.archive import HistoryWriter, open_archive
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
 from streams.worker.missed import MissedRecordReader

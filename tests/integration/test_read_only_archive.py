@@ -16,7 +16,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from projections.archive.history_db import (
+from projections.archive import (
     READER_SETTINGS,
     StatementRefused,
     open_archive,

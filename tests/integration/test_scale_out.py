@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from events import DealOpened, EventRejected, decode
 from projections import default_policy
-from projections.archive.history_db import open_archive
+from projections.archive import open_archive
 from streams.settings import Settings
 from tests.support.worker_harness import (
     Counts,

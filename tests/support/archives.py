@@ -8,7 +8,7 @@ from pathlib import Path
 
 from events import decode
 from projections import default_policy
-from projections.archive.history_db import ArchiveBatch, HistoryWriter, LogRecord, open_archive
+from projections.archive import ArchiveBatch, HistoryWriter, LogRecord, open_archive
 
 __all__ = ["RECORDED_AFTER", "archive_of"]
 

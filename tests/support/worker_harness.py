@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events import Event, EventRejected, decode
 from events.producer import KafkaEventPublisher, ensure_topic
 from projections import DealNotOpened, Policy, deal_value_stream, events_by_deal
-from projections.archive.history_db import ArchiveBusy, open_archive
+from projections.archive import ArchiveBusy, open_archive
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
 

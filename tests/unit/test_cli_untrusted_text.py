@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
 from events.importers.outcome import ImportTally, Refused, Skipped
-from projections.archive.history_db import ReportChange, ValueStreamReport, replay, replay_diff
+from projections.archive import ReportChange, ValueStreamReport, replay, replay_diff
 from projections.assumptions.evaluation import check_assumptions
 from projections.assumptions.file import load_assumptions
 from projections.campaigns.history import campaign_history

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projections.archive.dashboard_queries import (
+from projections.archive.dashboard import (
     DashboardQueryError,
     Filters,
     StageBox,

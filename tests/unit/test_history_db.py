@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from events import Event, decode
 from projections import deal_value_stream, default_policy
-from projections.archive.history_db import (
+from projections.archive import (
     AlertRow,
     AuditFinding,
     HistoryError,

@@ -21,16 +21,17 @@ from hypothesis import strategies as st
 from events import Event, decode, encode
 from events.models import MeetingKind
 from projections import default_policy
-from projections.archive import replay_sql
-from projections.archive.history_db import (
+from projections.archive import (
     SCHEMA_VERSION,
     Tampering,
     archived_events,
+    canonical_lines,
     open_archive,
     replay,
+    replay_sql,
+    sql_replay,
     verify_archive,
 )
-from projections.archive.replay_sql import canonical_lines, sql_replay
 from projections.categories import TouchClass, WasteCategory
 from projections.policy.model import Policy
 from streams.simulator import SimulationConfig, history_lines

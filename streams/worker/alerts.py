@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 import orjson
@@ -33,10 +33,8 @@ from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.policy.model import Policy
 from streams.settings import Settings
 from streams.worker.partitioned import held_partitions
+from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.webhook import attach_webhook_sender
-
-if TYPE_CHECKING:
-    from streams.worker.app import ValueStreamPipeline
 
 __all__ = [
     "ALERT_STATE_TABLE",
@@ -486,5 +484,4 @@ def attach_stall_alerts(
 
     _register_pages(app, engine)
     attach_webhook_sender(app, settings, topic)
-    app.gemba_alerts = engine  # type: ignore[attr-defined]
     return engine

@@ -1,4 +1,4 @@
-"""The worker's parts are handed to each other when the worker is built, not kept on the Faust app."""
+"""The worker's parts are handed to one another as it is built, not kept on the Faust app."""
 
 from __future__ import annotations
 

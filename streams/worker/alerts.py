@@ -458,7 +458,7 @@ def attach_stall_alerts(
 ) -> StallAlertEngine:
     """Add stall alerts to a built app: state table, observer, clock, pages, webhook sender.
 
-    Call it in `create_app` after the pipeline is built. Nothing connects until the
+    Call it in `build_worker` after the pipeline is built. Nothing connects until the
     worker starts. In live mode (GEMBA_ALERT_CLOCK=live) a timer ticks every
     GEMBA_ALERT_TICK_S seconds; with GEMBA_ALERT_WEBHOOK_URL set, alerts are delivered.
     """

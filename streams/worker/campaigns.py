@@ -251,7 +251,7 @@ def attach_campaign_pipeline(
 ) -> CampaignPipeline:
     """Add the campaign roll-ups to a built app: forwarder, by-account agent, timer, page.
 
-    Call it in `create_app` after the pipeline is built. The by-account topic is
+    Call it in `build_worker` after the pipeline is built. The by-account topic is
     created with the others before the worker starts (streams.worker.run.ensure_topics),
     with as many partitions as `touches`, so its partitions and the tables' changelog
     partitions line up.

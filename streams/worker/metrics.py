@@ -8,7 +8,7 @@
   processed and dead-lettered per partition of `touches`, events per second, alerts
   sent, how far the history sink is behind, and whether the Kafka cluster answers.
 
-Every figure is read when scraped, from the app and from the parts `create_app` hands over
+Every figure is read when scraped, from the app and from the parts `build_worker` hands over
 (`MeasuredParts`); nothing is kept but the samples of the events-per-second meter and the
 outcomes of the broker watch (streams/worker/broker_watch.py).
 """
@@ -112,7 +112,7 @@ class SinkState:
 
 @dataclass(frozen=True)
 class MeasuredParts:
-    """The worker's parts whose figures /metrics reads when scraped (given by create_app)."""
+    """The worker's parts whose figures /metrics reads when scraped (given by build_worker)."""
 
     pipeline: ValueStreamPipeline
     alerts: StallAlertEngine
@@ -304,7 +304,7 @@ def render_metrics(snapshot: WorkerSnapshot) -> bytes:
 def attach_metrics(app: faust.App, parts: MeasuredParts) -> ThroughputMeter:
     """Add /health, /ready and /metrics to the worker's web server, and the throughput meter.
 
-    Call it at the end of `create_app`, with the parts it reports on once they are attached.
+    Call it at the end of `build_worker`, with the parts it reports on once they are attached.
     """
     meter = ThroughputMeter()
 

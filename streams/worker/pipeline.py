@@ -1,6 +1,6 @@
 """The fold pipeline: the agent that folds touches into deal value streams, its tables, pages.
 
-`attach_value_stream_pipeline` adds it to the app that `streams.worker.app.create_app`
+`attach_value_stream_pipeline` adds it to the app that `streams.worker.app.build_worker`
 builds; the worker's other parts (stall alerts, campaign roll-ups, metrics) receive the
 pipeline it returns and plug into it as observers or fact listeners.
 """
@@ -394,7 +394,7 @@ def attach_value_stream_pipeline(
     """Add the fold pipeline to a built app: its tables, the agent on `touches`, the timer
     that folds quiet deals, and its pages (counts, roll-ups, one deal's value stream).
 
-    Call it in `create_app` before the parts that plug into the pipeline. Nothing
+    Call it in `build_worker` before the parts that plug into the pipeline. Nothing
     connects until the worker starts.
     """
     touches = _raw_topic(app, settings.touches_topic)

@@ -394,7 +394,7 @@ def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.T
 def attach_history_sink(app: faust.App, settings: Settings, policy: Policy) -> HistorySink | None:
     """Add the history sink to a built app: agents on touches, dead letters and alerts.
 
-    Call it at the end of `create_app`, with the fold pipeline's policy, so both fold
+    Call it at the end of `build_worker`, with the fold pipeline's policy, so both fold
     alike. Nothing opens until the worker starts; only this process may write the file
     (GEMBA_DUCKDB_PATH, default state_dir/gemba.duckdb). GEMBA_HISTORY_SINK=false leaves
     the worker without it.

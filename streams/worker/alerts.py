@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 import orjson
@@ -33,10 +33,8 @@ from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.policy.model import Policy
 from streams.settings import Settings
 from streams.worker.partitioned import held_partitions
+from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.webhook import attach_webhook_sender
-
-if TYPE_CHECKING:
-    from streams.worker.app import ValueStreamPipeline
 
 __all__ = [
     "ALERT_STATE_TABLE",
@@ -460,7 +458,7 @@ def attach_stall_alerts(
 ) -> StallAlertEngine:
     """Add stall alerts to a built app: state table, observer, clock, pages, webhook sender.
 
-    Call it in `create_app` after the pipeline is built. Nothing connects until the
+    Call it in `build_worker` after the pipeline is built. Nothing connects until the
     worker starts. In live mode (GEMBA_ALERT_CLOCK=live) a timer ticks every
     GEMBA_ALERT_TICK_S seconds; with GEMBA_ALERT_WEBHOOK_URL set, alerts are delivered.
     """
@@ -486,5 +484,4 @@ def attach_stall_alerts(
 
     _register_pages(app, engine)
     attach_webhook_sender(app, settings, topic)
-    app.gemba_alerts = engine  # type: ignore[attr-defined]
     return engine

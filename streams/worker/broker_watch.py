@@ -128,19 +128,17 @@ class _Probe:
                 await client.close()
 
 
-def _probe_for(app: faust.App) -> _Probe:
+def _probe_for(app: faust.App, topics: list[str]) -> _Probe:
     conf = app.conf
     options: dict[str, Any] = {
         "bootstrap_servers": server_list(conf.broker, KAFKA_PORT),
         **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
     }
-    pipeline = getattr(app, "gemba_pipeline", None)
-    topics = [pipeline.source_topic] if pipeline is not None else []
     return _Probe(options, topics)
 
 
-async def _watch(app: faust.App, reachability: BrokerReachability) -> None:
-    probe = _probe_for(app)
+async def _watch(app: faust.App, topics: list[str], reachability: BrokerReachability) -> None:
+    probe = _probe_for(app, topics)
     try:
         while True:
             reason = await probe.unanswered()
@@ -156,13 +154,13 @@ async def _watch(app: faust.App, reachability: BrokerReachability) -> None:
         await probe.close()
 
 
-def attach_broker_watch(app: faust.App) -> BrokerReachability:
-    """Probe the cluster once a second while the worker runs (app.gemba_broker holds it)."""
+def attach_broker_watch(app: faust.App, topics: list[str]) -> BrokerReachability:
+    """Probe the cluster once a second while the worker runs, asking for the metadata of
+    `topics` (the worker's source topic); the reachability returned keeps the outcomes."""
     reachability = BrokerReachability()
 
     @app.task  # type: ignore[untyped-decorator]
     async def watch_broker() -> None:
-        await _watch(app, reachability)
+        await _watch(app, topics, reachability)
 
-    app.gemba_broker = reachability  # type: ignore[attr-defined]
     return reachability

@@ -29,7 +29,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 import structlog
@@ -53,9 +53,7 @@ from streams.settings import Settings
 from streams.worker.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
 from streams.worker.deal_store import DealEventStore
 from streams.worker.partitioned import PartitionedTable
-
-if TYPE_CHECKING:
-    from streams.worker.app import ValueStreamPipeline
+from streams.worker.pipeline import ValueStreamPipeline
 
 __all__ = [
     "ACCOUNT_LOG_TABLE",
@@ -253,7 +251,7 @@ def attach_campaign_pipeline(
 ) -> CampaignPipeline:
     """Add the campaign roll-ups to a built app: forwarder, by-account agent, timer, page.
 
-    Call it in `create_app` after the pipeline is built. The by-account topic is
+    Call it in `build_worker` after the pipeline is built. The by-account topic is
     created with the others before the worker starts (streams.worker.run.ensure_topics),
     with as many partitions as `touches`, so its partitions and the tables' changelog
     partitions line up.
@@ -281,5 +279,4 @@ def attach_campaign_pipeline(
     async def campaigns_page(web: Any, request: Any) -> Any:
         return web.json(campaigns.summary())
 
-    app.gemba_campaigns = campaigns  # type: ignore[attr-defined]
     return campaigns

@@ -8,8 +8,9 @@
   processed and dead-lettered per partition of `touches`, events per second, alerts
   sent, how far the history sink is behind, and whether the Kafka cluster answers.
 
-Every figure is read from the app when scraped; nothing is kept but the samples of the
-events-per-second meter and the outcomes of the broker watch (streams/worker/broker_watch.py).
+Every figure is read when scraped, from the app and from the parts `build_worker` hands over
+(`MeasuredParts`); nothing is kept but the samples of the events-per-second meter and the
+outcomes of the broker watch (streams/worker/broker_watch.py).
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from streams.worker.broker_watch import BrokerState, attach_broker_watch
+from streams.worker.alerts import StallAlertEngine
+from streams.worker.broker_watch import BrokerReachability, BrokerState
 from streams.worker.counts import PipelineCounts
 from streams.worker.liveness import dead_agent
+from streams.worker.pipeline import ValueStreamPipeline
+from streams.worker.sink import HistorySink
 
 __all__ = [
     "ConsumerOffsets",
+    "MeasuredParts",
     "SinkState",
     "ThroughputMeter",
     "WorkerSnapshot",
@@ -106,6 +111,17 @@ class SinkState:
 
 
 @dataclass(frozen=True)
+class MeasuredParts:
+    """The worker's parts whose figures /metrics reads when scraped (given by build_worker)."""
+
+    pipeline: ValueStreamPipeline
+    alerts: StallAlertEngine
+    broker: BrokerReachability
+    sink: HistorySink | None = None
+    """None when the worker runs without the history sink (its metrics are left out)."""
+
+
+@dataclass(frozen=True)
 class WorkerSnapshot:
     """Everything /metrics reports, read from the app at one moment."""
 
@@ -166,7 +182,7 @@ async def _consumer_offsets(app: faust.App) -> tuple[ConsumerOffsets, ...]:
     return tuple(found)
 
 
-def _sink_state(sink: Any, highwaters: Mapping[tuple[str, int], int]) -> SinkState:
+def _sink_state(sink: HistorySink, highwaters: Mapping[tuple[str, int], int]) -> SinkState:
     summary = sink.summary()
     lag = []
     for name, next_offset in summary["next_offsets"].items():
@@ -184,23 +200,21 @@ def _sink_state(sink: Any, highwaters: Mapping[tuple[str, int], int]) -> SinkSta
     )
 
 
-async def take_snapshot(app: faust.App, meter: ThroughputMeter) -> WorkerSnapshot:
-    """Read every figure /metrics reports from the running app."""
+async def take_snapshot(
+    app: faust.App, parts: MeasuredParts, meter: ThroughputMeter
+) -> WorkerSnapshot:
+    """Read every figure /metrics reports from the running app and its parts."""
     consumer = await _consumer_offsets(app)
-    pipeline = getattr(app, "gemba_pipeline", None)
-    alerts = getattr(app, "gemba_alerts", None)
-    sink = getattr(app, "gemba_history", None)
-    broker = getattr(app, "gemba_broker", None)
     highwaters = {(o.topic, o.partition): o.highwater for o in consumer}
     return WorkerSnapshot(
         ready=readiness(app)[0],
         rebalances=app.rebalancing_count,
         consumer=consumer,
-        counts=pipeline.counts_by_partition() if pipeline is not None else {},
+        counts=parts.pipeline.counts_by_partition(),
         events_per_second=meter.per_second(),
-        alerts_sent=alerts.alerts_sent if alerts is not None else None,
-        sink=_sink_state(sink, highwaters) if sink is not None else None,
-        broker=broker.state(time.monotonic()) if broker is not None else None,
+        alerts_sent=parts.alerts.alerts_sent,
+        sink=_sink_state(parts.sink, highwaters) if parts.sink is not None else None,
+        broker=parts.broker.state(time.monotonic()),
         stale_acks_refused=getattr(app.consumer, "refused_acks", 0),
     )
 
@@ -287,21 +301,17 @@ def render_metrics(snapshot: WorkerSnapshot) -> bytes:
     return generate_latest(registry)
 
 
-def attach_metrics(app: faust.App) -> ThroughputMeter:
-    """Add /health, /ready and /metrics to the worker's web server, the throughput meter and
-    the broker watch.
+def attach_metrics(app: faust.App, parts: MeasuredParts) -> ThroughputMeter:
+    """Add /health, /ready and /metrics to the worker's web server, and the throughput meter.
 
-    Call it at the end of `create_app`, after the pipeline, alerts and sink are attached.
+    Call it at the end of `build_worker`, with the parts it reports on once they are attached.
     """
     meter = ThroughputMeter()
-    attach_broker_watch(app)
 
     @app.timer(METER_TICK_S, name="metrics-throughput")  # type: ignore[untyped-decorator]
     async def sample_throughput() -> None:
-        pipeline = getattr(app, "gemba_pipeline", None)
-        if pipeline is not None:
-            by_partition = pipeline.counts_by_partition()
-            meter.observe(time.monotonic(), {p: c.consumed for p, c in by_partition.items()})
+        by_partition = parts.pipeline.counts_by_partition()
+        meter.observe(time.monotonic(), {p: c.consumed for p, c in by_partition.items()})
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
@@ -314,7 +324,7 @@ def attach_metrics(app: faust.App) -> ThroughputMeter:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        body = render_metrics(await take_snapshot(app, meter))
+        body = render_metrics(await take_snapshot(app, parts, meter))
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     return meter

@@ -28,7 +28,6 @@ from projections.archive import (
     recorded_at_from_ms,
 )
 from projections.policy.model import Policy
-from streams.policy_loading import policy_of
 from streams.settings import Settings
 from streams.worker.alerts import alerts_topic
 from streams.worker.missed import MissedRecord, MissedRecordReader
@@ -382,15 +381,6 @@ def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
     )
 
 
-def _policy(app: faust.App, settings: Settings) -> Policy:
-    """The worker's own policy when the pipeline is built, so both fold alike."""
-    pipeline = getattr(app, "gemba_pipeline", None)
-    if pipeline is not None:
-        policy: Policy = pipeline.folder.policy
-        return policy
-    return policy_of(settings)
-
-
 def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.TopicT) -> None:
     @app.agent(topic, name=f"archive-{kind.replace('_', '-')}")
     async def archive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -401,18 +391,19 @@ def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.T
             yield None
 
 
-def attach_history_sink(app: faust.App, settings: Settings) -> HistorySink | None:
+def attach_history_sink(app: faust.App, settings: Settings, policy: Policy) -> HistorySink | None:
     """Add the history sink to a built app: agents on touches, dead letters and alerts.
 
-    Call it at the end of `create_app`. Nothing opens until the worker starts; only
-    this process may write the file (GEMBA_DUCKDB_PATH, default state_dir/gemba.duckdb).
-    GEMBA_HISTORY_SINK=false leaves the worker without it.
+    Call it at the end of `build_worker`, with the fold pipeline's policy, so both fold
+    alike. Nothing opens until the worker starts; only this process may write the file
+    (GEMBA_DUCKDB_PATH, default state_dir/gemba.duckdb). GEMBA_HISTORY_SINK=false leaves
+    the worker without it.
     """
     if not settings.history_sink:
         return None
     sink = HistorySink(
         settings.history_db_path,
-        HistoryWriter(_policy(app, settings), future_limit=settings.future_limit),
+        HistoryWriter(policy, future_limit=settings.future_limit),
         MissedRecordReader.from_settings(settings),
     )
     _archive_agent(app, sink, "events", _raw_topic(app, settings.touches_topic))
@@ -428,5 +419,4 @@ def attach_history_sink(app: faust.App, settings: Settings) -> HistorySink | Non
     async def history_page(web: Any, request: Any) -> Any:
         return web.json(sink.summary())
 
-    app.gemba_history = sink  # type: ignore[attr-defined]
     return sink

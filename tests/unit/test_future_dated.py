@@ -23,9 +23,9 @@ from events.producer import publish_jsonl
 from projections import default_policy
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
-from streams.worker.app import ValueStreamPipeline, _Delivery
 from streams.worker.deal_store import DealEventStore
 from streams.worker.missed import MissedRecord
+from streams.worker.pipeline import ValueStreamPipeline, _Delivery
 from streams.worker.value_streams import ValueStreamFolder
 from tests.support.deal_builders import DealScript, march
 from tests.support.fakes import FakeApp, FakeStream, FakeTopic

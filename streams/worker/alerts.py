@@ -32,6 +32,7 @@ from projections.deal.alerts import (
 from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.policy.model import Policy
 from streams.settings import Settings
+from streams.worker.batching import raw_topic
 from streams.worker.partitioned import held_partitions
 from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.webhook import attach_webhook_sender
@@ -415,12 +416,9 @@ class StallAlertEngine:
 
 def alerts_topic(app: faust.App, settings: Settings) -> TopicT:
     """The `deal-alerts` topic: JSON alerts keyed by deal id, kept forever."""
-    return app.topic(
+    return raw_topic(
+        app,
         settings.alerts_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=settings.topic_partitions,
         config=ALERT_TOPIC_CONFIG,
         internal=True,  # declared by the worker before it subscribes (the webhook agent does)

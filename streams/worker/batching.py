@@ -9,11 +9,21 @@ from typing import Any
 
 import structlog
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from faust.types import EventT, TopicT
+from faust.types import AppT, EventT, TopicT
 
-__all__ = ["BATCH_TIMER_S", "YIELD_EVERY", "Batch", "DeadLetter", "send_dead_letter"]
+__all__ = ["BATCH_TIMER_S", "YIELD_EVERY", "Batch", "DeadLetter", "raw_topic", "send_dead_letter"]
 
 log = structlog.get_logger("gemba.worker")
+
+
+def raw_topic(app: AppT, name: str, **options: Any) -> TopicT:
+    """A topic of the worker whose keys and values are bytes as they are on Kafka: each
+    agent decodes (and encodes) the records itself."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        **options,
+    )  # fmt: skip
+
 
 BATCH_MAX = 5000
 BATCH_TIMER_S = 0.1

@@ -50,7 +50,7 @@ from projections.campaigns.rollup import AccountContribution, CampaignRollups, a
 from projections.deal.event_set import preferred_copy
 from projections.policy.model import Policy
 from streams.settings import Settings
-from streams.worker.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
+from streams.worker.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, raw_topic, send_dead_letter
 from streams.worker.deal_store import DealEventStore
 from streams.worker.partitioned import PartitionedTable
 from streams.worker.pipeline import ValueStreamPipeline
@@ -79,13 +79,7 @@ DECODED_ACCOUNTS = 5_000
 
 def account_topic(app: faust.App, settings: Settings) -> TopicT:
     """The internal `<touches>-by-account` topic: encoded deal and response events by account."""
-    return app.topic(
-        settings.touches_by_account_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    return raw_topic(app, settings.touches_by_account_topic)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from projections.deal.value_stream import DealValueStream
 from projections.intervals import EPOCH
 from projections.portfolio.rollup import Contribution, RollupKey, add_vectors
 from streams.settings import Settings
-from streams.worker.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, send_dead_letter
+from streams.worker.batching import BATCH_TIMER_S, YIELD_EVERY, Batch, raw_topic, send_dead_letter
 from streams.worker.counts import PipelineCounts
 from streams.worker.deal_store import DealEventStore
 from streams.worker.missed import MissedRecordReader
@@ -42,13 +42,6 @@ __all__ = [
 log = structlog.get_logger("gemba.worker")
 DECODED_DEALS = 20_000
 """Deals whose events are kept decoded in memory (the rest are decoded when refolded)."""
-
-
-def _raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-        **options,
-    )  # fmt: skip
 
 
 FactListener = Callable[[EventBase], Awaitable[None]]
@@ -135,8 +128,8 @@ class ValueStreamPipeline:
     ) -> ValueStreamPipeline:
         pipeline = cls(
             folder=folder,
-            dead_letters=_raw_topic(app, settings.dead_letter_topic, retention=None),
-            value_streams=_raw_topic(app, settings.value_streams_topic, compacting=True),
+            dead_letters=raw_topic(app, settings.dead_letter_topic, retention=None),
+            value_streams=raw_topic(app, settings.value_streams_topic, compacting=True),
             store=DealEventStore.build(app),
             counters=app.Table("pipeline-counts", default=dict),
             contributions=PartitionedTable.build(app, "deal-contributions", default=dict),
@@ -397,7 +390,7 @@ def attach_value_stream_pipeline(
     Call it in `build_worker` before the parts that plug into the pipeline. Nothing
     connects until the worker starts.
     """
-    touches = _raw_topic(app, settings.touches_topic)
+    touches = raw_topic(app, settings.touches_topic)
     pipeline = ValueStreamPipeline.build(app, settings, folder)
     streams: list[faust.StreamT[bytes]] = []
 

@@ -30,6 +30,7 @@ from projections.archive import (
 from projections.policy.model import Policy
 from streams.settings import Settings
 from streams.worker.alerts import alerts_topic
+from streams.worker.batching import raw_topic
 from streams.worker.missed import MissedRecord, MissedRecordReader
 
 __all__ = ["HistorySink", "attach_history_sink", "log_record"]
@@ -375,12 +376,6 @@ def _batch(taken: list[_Taken]) -> ArchiveBatch:
     return ArchiveBatch(**records)
 
 
-def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-
-
 def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.TopicT) -> None:
     @app.agent(topic, name=f"archive-{kind.replace('_', '-')}")
     async def archive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -406,8 +401,8 @@ def attach_history_sink(app: faust.App, settings: Settings, policy: Policy) -> H
         HistoryWriter(policy, future_limit=settings.future_limit),
         MissedRecordReader.from_settings(settings),
     )
-    _archive_agent(app, sink, "events", _raw_topic(app, settings.touches_topic))
-    _archive_agent(app, sink, "dead_letters", _raw_topic(app, settings.dead_letter_topic))
+    _archive_agent(app, sink, "events", raw_topic(app, settings.touches_topic))
+    _archive_agent(app, sink, "dead_letters", raw_topic(app, settings.dead_letter_topic))
     # The alert topic is declared (created) by the worker before it subscribes.
     _archive_agent(app, sink, "alerts", alerts_topic(app, settings))
 

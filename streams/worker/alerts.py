@@ -165,11 +165,7 @@ class WonDealLearner:
         """Recompute the thresholds if won deals came in since the last time."""
         if not self._changed:
             return
-        samples: defaultdict[str, list[timedelta]] = defaultdict(list)
-        for times in self._times.values():
-            for stage, time_in_stage in times.items():
-                samples[stage].append(time_in_stage)
-        self.thresholds = StallThresholds.learn(self.policy, samples)
+        self.thresholds = StallThresholds.from_won_deals(self.policy, self._times.values())
         self._changed = False
 
 

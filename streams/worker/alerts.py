@@ -16,7 +16,6 @@ import structlog
 from faust.types import TP, TableT, TopicT
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import decode
 from events.future import DEFAULT_FUTURE_SKEW
 from projections.deal.alerts import (
     AlertLedger,
@@ -341,9 +340,8 @@ class StallAlertEngine:
             await self._recheck(deal_id, state, watermark)
 
     async def _recheck(self, deal_id: str, state: DealAlertState, watermark: datetime) -> None:
-        stored = self.pipeline.store.events_of(deal_id)
         try:
-            events = [decode(raw) for raw in stored.values()]
+            events = self.pipeline.deal_facts(deal_id)
             stream = deal_value_stream(events, self.policy, watermark)
             check = check_stalls(stream, state.account_id, self.learner.thresholds, state.ledger)
         except Exception:
@@ -405,9 +403,8 @@ class StallAlertEngine:
         self.table.data[deal_id] = value
 
     def _account_of(self, deal_id: str) -> str:
-        stored = self.pipeline.store.events_of(deal_id)
-        first = next(iter(stored.values()), None)
-        return str(orjson.loads(first)["account_id"]) if first else ""
+        first = next(iter(self.pipeline.deal_facts(deal_id)), None)
+        return first.account_id if first else ""
 
 
 def alerts_topic(app: faust.App, settings: Settings) -> TopicT:

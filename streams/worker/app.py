@@ -99,8 +99,7 @@ def build_worker(settings: Settings, folder: ValueStreamFolder | None = None) ->
     )
     alerts = attach_stall_alerts(app, pipeline, settings)
     campaigns = attach_campaign_pipeline(app, pipeline, settings)
-    # The sink folds with the worker's own policy, so that both fold alike.
-    history = attach_history_sink(app, settings, pipeline.folder.policy)
+    history = attach_history_sink(app, settings, pipeline)
     broker = attach_broker_watch(app, [pipeline.source_topic])
     attach_metrics(app, MeasuredParts(pipeline, alerts, broker, history))
     return Worker(app, settings, pipeline, alerts, campaigns, history, broker)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,15 +25,15 @@ from projections.archive import (
     LogRecord,
     archived_offsets,
     open_archive,
-    recorded_at_from_ms,
 )
-from projections.policy.model import Policy
 from streams.settings import Settings
 from streams.worker.alerts import alerts_topic
 from streams.worker.batching import raw_topic
-from streams.worker.missed import MissedRecord, MissedRecordReader
+from streams.worker.keyed import Taken, delivered_record, read_back_record
+from streams.worker.missed import MissedRecordReader
+from streams.worker.pipeline import ValueStreamPipeline
 
-__all__ = ["HistorySink", "attach_history_sink", "log_record"]
+__all__ = ["HistorySink", "attach_history_sink"]
 
 log = structlog.get_logger("gemba.history")
 SINK_BATCH_MAX = 20_000
@@ -54,22 +54,6 @@ BUSY_WARN_S = 10.0
 Kind = Literal["events", "dead_letters", "alerts"]
 
 
-def log_record(event: EventT[bytes]) -> LogRecord:
-    """A Faust event's message as the archive records it (Kafka timestamp as recorded_at)."""
-    message = event.message
-    headers: Any = message.headers or {}
-    pairs: list[tuple[Any, Any]] = list(headers.items() if isinstance(headers, dict) else headers)
-    return LogRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        recorded_at=recorded_at_from_ms(round(message.timestamp * 1000)),
-        value=message.value or b"",
-        key=message.key,
-        headers={str(k): bytes(v) for k, v in pairs if v is not None},
-    )
-
-
 @dataclass
 class _Taken:
     """A message read and not yet archived: acked once its batch commits (a record read back
@@ -84,19 +68,7 @@ class _Taken:
         if self.record is not None:
             return self.record
         assert self.event is not None
-        return log_record(self.event)
-
-
-def _read_back(missed: MissedRecord) -> LogRecord:
-    return LogRecord(
-        topic=missed.topic,
-        partition=missed.partition,
-        offset=missed.offset,
-        recorded_at=recorded_at_from_ms(missed.timestamp_ms),
-        value=missed.value,
-        key=missed.key,
-        headers=dict(missed.headers),
-    )
+        return delivered_record(self.event.message)
 
 
 @dataclass
@@ -161,31 +133,45 @@ class HistorySink:
     last_error: str | None = None
 
     async def take(self, kind: Kind, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
-        """Keep one message for the next batch, or ack it if the archive holds it already."""
+        """Keep one message of an archive agent (dead letters, alerts) for the next batch, or
+        ack it if the archive holds it already."""
+        await self._take(_Taken(kind, stream, event), event.message)
+
+    async def take_batch(self, stream: faust.StreamT[bytes], taken: Sequence[Taken]) -> None:
+        """The fold's batch of `touches` (streams.worker.keyed): each record as the fold took it,
+        archived in the sink's next transaction and acked once that commits. The fold read
+        back any offset Faust skipped, so the batch has no gap of its own."""
+        for each in taken:
+            item = _Taken("events", stream if each.event else None, each.event, each.record)
+            await self._take(item, each.record, read_missed=False)
+
+    async def _take(self, item: _Taken, message: Any, *, read_missed: bool = True) -> None:
         while len(self._pending) >= 2 * SINK_BATCH_MAX:  # the archive is behind: wait for it
             self._drained.clear()
             await self._drained.wait()
         held = await self._held_offsets()
-        message = event.message
         key = (message.topic, message.partition)
         if message.offset < held.get(key, 0):
             self.counts.skipped += 1  # archived already: done with
-            await stream.ack(event)
+            if item.stream is not None and item.event is not None:
+                await item.stream.ack(item.event)
             return
         if message.offset < self._taken.get(key, 0):
             return  # a copy of a pending message (a rebalance re-read it): acked with it
         expected = self._taken.get(key, held.get(key, 0))
-        if message.offset > expected and self.reader is not None:
+        if read_missed and message.offset > expected and self.reader is not None:
             missed = await self.reader.read(*key, expected, message.offset - 1)
-            self._pending += [_Taken(kind, None, None, _read_back(each)) for each in missed]
+            kind = item.kind
+            self._pending += [_Taken(kind, None, None, read_back_record(m)) for m in missed]
         self._taken[key] = message.offset + 1
         now = time.monotonic()
         if not self._pending:
             self._first_pending = now
         self._last_taken = now
-        self._pending.append(_Taken(kind, stream, event))
-        if len(self._pending) >= SINK_BATCH_MAX:
-            await self.flush()
+        self._pending.append(item)
+        if len(self._pending) >= SINK_BATCH_MAX and not self._flushing:
+            # Archived beside the fold's next batch, not in its way.
+            self._flush_task = asyncio.ensure_future(self.flush())
 
     def flush_if_due(self) -> None:
         """Start archiving what has gathered once the stream goes quiet or the batch grows old;
@@ -386,22 +372,25 @@ def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.T
             yield None
 
 
-def attach_history_sink(app: faust.App, settings: Settings, policy: Policy) -> HistorySink | None:
-    """Add the history sink to a built app: agents on touches, dead letters and alerts.
+def attach_history_sink(
+    app: faust.App, settings: Settings, pipeline: ValueStreamPipeline
+) -> HistorySink | None:
+    """Add the history sink to a built app: it takes each batch of `touches` from the fold
+    pipeline, once folded (no agent of its own reads `touches`), and has agents on the dead
+    letters and the alerts.
 
-    Call it at the end of `build_worker`, with the fold pipeline's policy, so both fold
-    alike. Nothing opens until the worker starts; only this process may write the file
-    (GEMBA_DUCKDB_PATH, default state_dir/gemba.duckdb). GEMBA_HISTORY_SINK=false leaves
-    the worker without it.
+    Call it at the end of `build_worker`. Nothing opens until the worker starts; only this
+    process may write the file (GEMBA_DUCKDB_PATH, default state_dir/gemba.duckdb).
+    GEMBA_HISTORY_SINK=false leaves the worker without it.
     """
     if not settings.history_sink:
         return None
     sink = HistorySink(
         settings.history_db_path,
-        HistoryWriter(policy, future_limit=settings.future_limit),
+        HistoryWriter(pipeline.folder.policy, future_limit=settings.future_limit),
         MissedRecordReader.from_settings(settings),
     )
-    _archive_agent(app, sink, "events", raw_topic(app, settings.touches_topic))
+    pipeline.machine.handoff = sink.take_batch
     _archive_agent(app, sink, "dead_letters", raw_topic(app, settings.dead_letter_topic))
     # The alert topic is declared (created) by the worker before it subscribes.
     _archive_agent(app, sink, "alerts", alerts_topic(app, settings))

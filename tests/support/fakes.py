@@ -45,3 +45,12 @@ class FakeStream:
 
     async def ack(self, event: Any) -> None:
         self.acked.append(event)
+
+
+class FakeCounters(dict[str, Any]):
+    """A keyed machine's counters table: empty rows by default, and no partitions assigned yet."""
+
+    app = SimpleNamespace(assignor=SimpleNamespace(assigned_actives=set))
+
+    def __missing__(self, key: str) -> dict[str, int]:
+        return {}

@@ -74,6 +74,9 @@ class FakePipeline:
     folder: FakeFolder = field(default_factory=lambda: FakeFolder(default_policy()))
     store: FakeStore = field(default_factory=FakeStore)
 
+    def deal_facts(self, deal_id: str) -> list[EventBase]:
+        return _decoded(self.store.events_of(deal_id))
+
 
 @dataclass
 class Worker:

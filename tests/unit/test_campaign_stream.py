@@ -39,9 +39,10 @@ from projections.policy.model import default_policy
 from streams.simulator import SimulationConfig, history_records
 from streams.worker.campaigns import AccountForwarder, CampaignPipeline
 from streams.worker.deal_store import DealEventStore
+from streams.worker.keyed import KeyedMachine, delivered_record
 from tests.support import campaign_tables as tables
 from tests.support.deal_builders import DealScript
-from tests.support.fakes import FakeApp, FakeStream, FakeTopic
+from tests.support.fakes import FakeApp, FakeCounters, FakeStream, FakeTopic
 
 POLICY = default_policy()
 OPENED = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -252,9 +253,15 @@ class Worker:
         self.pipeline = CampaignPipeline(
             app=app,
             policy=POLICY,
-            store=DealEventStore(app, self.log),  # type: ignore[arg-type]
             contributions=self.contributions,  # type: ignore[arg-type]
+        )
+        self.pipeline.machine = KeyedMachine(
+            app=app,
+            part=self.pipeline,
+            store=DealEventStore(app, self.log),  # type: ignore[arg-type]
+            counters=FakeCounters(),  # type: ignore[arg-type]
             dead_letters=self.dead_letters,  # type: ignore[arg-type]
+            source_topic="touches-by-account",
         )
 
     def batch(self, *values: bytes) -> None:
@@ -288,8 +295,9 @@ def test_the_forwarder_sends_deal_and_response_facts_keyed_by_account_and_nothin
     call = DealScript().opened(at(0)).call(at(1), 10).events
     facts = [*call, response("r-1", "spring", at(1), "acct-9")]
 
-    for fact in facts:
-        asyncio.run(forward(fact))
+    taken = [(fact, message(encode(fact), offset).message) for offset, fact in enumerate(facts)]
+    for fact, record in taken:
+        asyncio.run(forward(fact, delivered_record(record)))
 
     assert [(key, value) for key, value, _ in topic.sent] == [
         (b"acct-1", encode(facts[0])),

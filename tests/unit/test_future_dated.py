@@ -25,10 +25,11 @@ from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
 from streams.worker.deal_store import DealEventStore
 from streams.worker.missed import MissedRecord
-from streams.worker.pipeline import ValueStreamPipeline, _Delivery
+from streams.worker.keyed import KeyedMachine, delivered_record, read_back_record, record_time
+from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.value_streams import ValueStreamFolder
 from tests.support.deal_builders import DealScript, march
-from tests.support.fakes import FakeApp, FakeStream, FakeTopic
+from tests.support.fakes import FakeApp, FakeCounters, FakeStream, FakeTopic
 from tests.support.strategies import Recorded, future_dated, on_time
 
 LIMIT = FutureLimit()
@@ -153,26 +154,23 @@ def test_an_import_refuses_future_dated_rows_by_event_id_and_takes_old_data() ->
 # --- the worker ------------------------------------------------------------------------------
 
 
-class FakeCounters(dict[str, Any]):
-    """The counters table: empty rows by default, and no partitions assigned yet."""
-
-    app = SimpleNamespace(assignor=SimpleNamespace(assigned_actives=set))
-
-    def __missing__(self, key: str) -> dict[str, int]:
-        return {}
-
-
 def _pipeline(dead_letters: FakeTopic) -> Any:
     app: Any = FakeApp()
-    return ValueStreamPipeline(
+    pipeline = ValueStreamPipeline(
         folder=ValueStreamFolder(default_policy()),
-        dead_letters=dead_letters,  # type: ignore[arg-type]
         value_streams=FakeTopic(),  # type: ignore[arg-type]
+        contributions=None,  # type: ignore[arg-type]
+    )
+    pipeline.machine = KeyedMachine(
+        app=app,
+        part=pipeline,
         store=DealEventStore(app, {}),  # type: ignore[arg-type]
         counters=FakeCounters(),  # type: ignore[arg-type]
-        contributions=None,  # type: ignore[arg-type]
+        dead_letters=dead_letters,  # type: ignore[arg-type]
+        source_topic="touches",
         future_limit=LIMIT,
     )
+    return pipeline
 
 
 def _record(value: bytes, offset: int, timestamp_s: float) -> Any:
@@ -208,8 +206,7 @@ def test_a_record_read_back_by_offset_is_judged_by_its_own_timestamp() -> None:
     read_back = MissedRecord("touches", 0, 7, int(RECORDED.timestamp() * 1000), b"d", b"{}")
     delivered = _record(b"{}", 8, RECORDED.timestamp()).message
 
-    assert _Delivery.of(read_back).recorded_at == RECORDED
-    assert _Delivery.of(delivered).recorded_at == RECORDED
-    assert (
-        _Delivery.of(SimpleNamespace(**{**vars(delivered), "timestamp": None})).recorded_at is None
-    )
+    assert record_time(read_back_record(read_back)) == RECORDED
+    assert record_time(delivered_record(delivered)) == RECORDED
+    no_time = SimpleNamespace(**{**vars(delivered), "timestamp": None, "headers": None})
+    assert record_time(delivered_record(no_time)) is None

@@ -24,8 +24,8 @@ from projections import default_policy
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_lines
 from streams.worker.deal_store import DealEventStore
-from streams.worker.missed import MissedRecord
 from streams.worker.keyed import KeyedMachine, delivered_record, read_back_record, record_time
+from streams.worker.missed import MissedRecord
 from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.value_streams import ValueStreamFolder
 from tests.support.deal_builders import DealScript, march

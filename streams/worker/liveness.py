@@ -189,6 +189,33 @@ def recovery_lags(app: faust.App) -> tuple[bool, tuple[ChangelogLag, ...]]:
     return bool(recovery.in_recovery), lags
 
 
+def fetch_state(app: faust.App) -> dict[str, Any]:
+    """What the consumer fetches and holds back, and what waits in the queues between it and
+    the tables and agents: the clues to why recovery reads nothing (for the stall's log)."""
+    consumer: Any = app.consumer
+    tables: Any = app.tables
+
+    def named(tps: Any) -> list[str]:
+        return sorted(f"{tp.topic}[{tp.partition}]" for tp in tps or ())
+
+    try:
+        return {
+            "fetching": named(consumer._active_partitions),
+            "paused": named(consumer._paused_partitions),
+            "held_for_full_buffer": named(consumer._buffered_partitions),
+            "flow_active": bool(consumer.flow_active),
+            "consumer_flags": sorted(map(str, consumer.diag.flags)),
+            "changelog_queue": tables.changelog_queue.qsize(),
+            "stream_queues": {
+                str(topic): topic.queue.qsize()
+                for topic in app.topics
+                if getattr(topic, "_queue", None) is not None
+            },
+        }
+    except Exception as exc:  # a clue missing must not keep the worker from stopping
+        return {"fetch_state_unavailable": repr(exc)}
+
+
 class RecoveryWatch(Service):
     """Stops the worker when its table recovery makes no progress (see the module's text).
 
@@ -222,6 +249,7 @@ class RecoveryWatch(Service):
             stuck_s=round(stalled.stalled_s, 1),
             partitions=[str(lag) for lag in stalled.lags],
             error=str(stalled),
+            **fetch_state(self.app),
         )
         await asyncio.sleep(CRASH_GRACE_S)  # /ready says 503 with the reason meanwhile
         await self.app.crash(stalled)

@@ -87,6 +87,15 @@ def test_a_worker_whose_recovery_stalls_says_so_naming_the_changelog_partitions(
     assert all("-changelog[" in p and " at offset " in p for p in line["partitions"]), line
 
 
+def test_the_stall_line_says_what_the_consumer_fetches_and_holds_back(stall: Stall) -> None:
+    [line] = _stuck_lines(stall)
+    stuck = {p.split(" at offset ")[0] for p in line["partitions"]}
+
+    assert stuck <= set(line["paused"]), line  # this worker's consumer never resumes them
+    assert not stuck & set(line["fetching"]), line
+    assert "changelog_queue" in line and "stream_queues" in line
+
+
 def test_its_ready_page_says_503_with_the_reason_before_it_exits_non_zero(stall: Stall) -> None:
     reasons = [str(body) for _, status, body in stall.ready_answers if status == 503]
 

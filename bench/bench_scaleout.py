@@ -237,6 +237,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--workers", default="1,2,4", help="Comma-separated worker counts.")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--standby-replicas", type=int, default=None,
+        help="Faust's TABLE_STANDBY_REPLICAS for the workers (default: Faust's, 1): 0 shows "
+        "what keeping a warm copy of the other workers' tables costs.",
+    )  # fmt: skip
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -252,7 +257,10 @@ def main() -> None:
         for count in counts:
             state = Path(tmp) / f"workers-{count}"
             fresh = WorkerSetup.fresh(settings, state / "worker-0", fast_rejoin=False)
-            setup = replace(fresh, partitions=args.partitions, history_sink=False)
+            standby = () if args.standby_replicas is None else (
+                ("TABLE_STANDBY_REPLICAS", str(args.standby_replicas)),)  # fmt: skip
+            setup = replace(fresh, partitions=args.partitions, history_sink=False,
+                            extra_env=standby)  # fmt: skip
             rounds.append(scale_round(setup, count, messages, state, broker_pid))
         print("  raw aiokafka: reading the last topic from offset 0", flush=True)
         raw = raw_consumption(settings.bootstrap_servers, setup.touches_topic, args.events)
@@ -260,7 +268,9 @@ def main() -> None:
     base = rounds[0].rate.per_second
     print(
         f"\nevents: {args.events:,} on {args.partitions} partitions, {held.deals:,} deals; "
-        f"workers without history sink; load average now {_load()} ({os.cpu_count()} CPUs)"
+        f"workers without history sink, table standby replicas "
+        f"{'Faust default (1)' if args.standby_replicas is None else args.standby_replicas}; "
+        f"load average now {_load()} ({os.cpu_count()} CPUs)"
     )
     print(
         f"  {'workers':>7}  {'events/s':>9}  {'speed-up':>8}  {'% of raw':>8}  "

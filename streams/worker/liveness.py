@@ -31,6 +31,7 @@ from typing import Any
 
 import faust
 import structlog
+from faust.types import TP
 from mode import OneForOneSupervisor, Service
 from mode.types import ServiceT
 
@@ -216,6 +217,20 @@ def fetch_state(app: faust.App) -> dict[str, Any]:
         return {"fetch_state_unavailable": repr(exc)}
 
 
+async def fetch_positions(app: faust.App, lags: tuple[ChangelogLag, ...]) -> dict[str, Any]:
+    """Where the consumer would fetch each stuck changelog partition next: at its end while
+    recovery has read nothing means its records were fetched and lost on the way."""
+    consumer: Any = app.consumer
+    found: dict[str, Any] = {}
+    for lag in lags:
+        try:
+            position = await asyncio.wait_for(consumer.position(TP(lag.topic, lag.partition)), 5)
+        except Exception as exc:  # a clue missing must not keep the worker from stopping
+            position = repr(exc)
+        found[f"{lag.topic}[{lag.partition}]"] = position
+    return found
+
+
 class RecoveryWatch(Service):
     """Stops the worker when its table recovery makes no progress (see the module's text).
 
@@ -249,6 +264,7 @@ class RecoveryWatch(Service):
             stuck_s=round(stalled.stalled_s, 1),
             partitions=[str(lag) for lag in stalled.lags],
             error=str(stalled),
+            fetch_positions=await fetch_positions(self.app, stalled.lags),
             **fetch_state(self.app),
         )
         await asyncio.sleep(CRASH_GRACE_S)  # /ready says 503 with the reason meanwhile

@@ -94,6 +94,8 @@ def test_the_stall_line_says_what_the_consumer_fetches_and_holds_back(stall: Sta
     assert stuck <= set(line["paused"]), line  # this worker's consumer never resumes them
     assert not stuck & set(line["fetching"]), line
     assert "changelog_queue" in line and "stream_queues" in line
+    assert set(line["fetch_positions"]) == stuck, line
+    assert all(isinstance(p, int) and p >= 0 for p in line["fetch_positions"].values()), line
 
 
 def test_its_ready_page_says_503_with_the_reason_before_it_exits_non_zero(stall: Stall) -> None:

@@ -11,7 +11,7 @@ the second worker stopped (SIGTERM) once the two have consumed the fraction F (d
 runs with GEMBA_RECOVERY_STALL_TIMEOUT_S=30, so a stalled recovery ends the round with its
 `table_recovery_stuck` line (the partitions, and what the consumer fetched and held back).
 Prints per round: stopped at, seconds from the stop to the survivor /ready again, seconds
-to fold the rest, and the outcome; the survivor's log of a stalled round is kept.
+to fold the rest, and the outcome; the workers' logs are kept in /tmp/gemba-recovery-stall.
 """
 
 from __future__ import annotations
@@ -53,13 +53,25 @@ def _stuck_line(worker: WorkerProcess) -> str | None:
     return None
 
 
+def _publish_paced(setup: WorkerSetup, messages: list[tuple[bytes, bytes]]) -> None:
+    """As test_scale_out publishes its last act: 50 events every 0.2 s."""
+    for start in range(0, len(messages), 50):
+        publish(setup.bootstrap_servers, setup.touches_topic, messages[start : start + 50])
+        time.sleep(0.2)
+
+
 def one_round(
-    settings: Settings, state: Path, messages: list[tuple[bytes, bytes]], stop_at: float
+    settings: Settings,
+    state: Path,
+    messages: list[tuple[bytes, bytes]],
+    stop_at: float,
+    module: tuple[str, ...] = ("streams", "worker"),
+    paced: bool = False,
 ) -> str:
     setup = replace(WorkerSetup.fresh(settings, state / "first", fast_rejoin=False),
                     extra_env=STALL_ENV)  # fmt: skip
     setup.create_touches_topic()
-    first = WorkerProcess(setup, state / "first.log")
+    first = WorkerProcess(setup, state / "first.log", module=module)
     second = WorkerProcess(setup.sibling(state / "second", history_sink=False),
                            state / "second.log")  # fmt: skip
     try:
@@ -68,7 +80,10 @@ def one_round(
         while not (_ready(first) and _ready(second)):
             time.sleep(0.5)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(publish, setup.bootstrap_servers, setup.touches_topic, messages)
+            if paced:
+                pool.submit(_publish_paced, setup, messages)
+            else:
+                pool.submit(publish, setup.bootstrap_servers, setup.touches_topic, messages)
             while (n := _consumed(first, second)) < stop_at * len(messages):
                 time.sleep(0.05)
             stopped = time.monotonic()
@@ -92,15 +107,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--events", type=int, default=12_000)
     parser.add_argument("--stop-at", type=float, default=0.3)
+    parser.add_argument(
+        "--paced",
+        action="store_true",
+        help="Publish 50 events every 0.2 s (as test_scale_out), not at once.",
+    )
+    parser.add_argument(
+        "--module",
+        default="streams.worker",
+        help="What the survivor runs (python -m), e.g. an instrumented worker.",
+    )
     args = parser.parse_args()
     messages = simulated_messages(args.events)
     with benchmark_broker() as settings, tempfile.TemporaryDirectory(prefix="gemba-rs-") as tmp:
         for n in range(args.rounds):
             state = Path(tmp) / f"round-{n}"
-            outcome = one_round(settings, state, messages, args.stop_at)
+            module = tuple(args.module.split()) if " " in args.module else (args.module,)
+            outcome = one_round(settings, state, messages, args.stop_at, module, args.paced)
             print(f"round {n + 1}: {outcome}; load average {os.getloadavg()[0]:.2f}", flush=True)
-            if "STALLED" in outcome:
-                shutil.copytree(state, KEPT / f"round-{n}", dirs_exist_ok=True)
+            for log in state.glob("*.log"):  # the workers' logs of every round
+                (KEPT / f"round-{n}").mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, KEPT / f"round-{n}" / log.name)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._broker import benchmark_broker
 from bench.bench_worker import POLL_S, STUCK_S, Rate, inventory, raw_consumption, simulated_messages
+from streams.kafka.broker import broker_status
 from tests.support.worker_harness import WorkerProcess, WorkerSetup, publish
 
 PROGRESS_EVERY_S = 2.0
@@ -48,6 +49,58 @@ FORMED_POLL_S = 2.0
 """The group has formed when every worker is /ready on this many polls this far apart."""
 START_S = 120.0
 """How long a worker may take to answer its web port."""
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far; 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def _machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / TICKS, sum(ticks) / TICKS
+
+
+class Cpu(NamedTuple):
+    """Where the cores went while the events were folded: CPU seconds of each worker, of the
+    broker, of this process (the publisher and the polling) and of the whole machine."""
+
+    workers: tuple[float, ...]
+    broker: float
+    bench: float
+    machine: float
+    """CPU seconds the whole machine was busy (every process, ours or not)."""
+    capacity: float
+    """CPU seconds the machine had (cores x wall seconds)."""
+
+
+class _CpuMeter:
+    """CPU seconds used between `__init__` and `read` by the workers, broker, bench, machine."""
+
+    def __init__(self, pids: list[int], broker: int | None) -> None:
+        self.pids, self.broker = pids, broker
+        self._start = ([_cpu_s(p) for p in pids], _cpu_s(broker), time.process_time(),
+                       _machine_busy_s())  # fmt: skip
+
+    def read(self) -> Cpu:
+        workers, broker, bench, (busy, total) = self._start
+        now_busy, now_total = _machine_busy_s()
+        return Cpu(
+            workers=tuple(_cpu_s(p) - w for p, w in zip(self.pids, workers, strict=True)),
+            broker=_cpu_s(self.broker) - broker,
+            bench=time.process_time() - bench,
+            machine=now_busy - busy,
+            capacity=now_total - total,
+        )
 
 
 class Round(NamedTuple):
@@ -61,6 +114,7 @@ class Round(NamedTuple):
     published_s: float
     split: tuple[int, ...]
     """Partitions each worker read, largest first."""
+    cpu: Cpu
 
 
 def _ready(worker: WorkerProcess) -> bool:
@@ -135,7 +189,11 @@ def _timed_publish(setup: WorkerSetup, messages: list[tuple[bytes, bytes]]) -> f
 
 
 def scale_round(
-    setup: WorkerSetup, count: int, messages: list[tuple[bytes, bytes]], state: Path
+    setup: WorkerSetup,
+    count: int,
+    messages: list[tuple[bytes, bytes]],
+    state: Path,
+    broker_pid: int | None,
 ) -> Round:
     """Start `count` workers of a fresh app on its empty topic, then publish; time the fold."""
     setup.create_touches_topic()
@@ -156,13 +214,15 @@ def scale_round(
         print(f"  {label}: group formed in {formed_s:.0f}s; publishing {len(messages):,} events",
               flush=True)  # fmt: skip
         began = time.perf_counter()
+        meter = _CpuMeter([worker.pid for worker in workers], broker_pid)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             published = pool.submit(_timed_publish, setup, messages)
             _Watch(label, workers, len(messages), began).until_done()
             done = time.perf_counter()
             published_s = published.result()
+        cpu = meter.read()
         rate = Rate(len(messages), done - began, done - started)
-        return Round(count, rate, formed_s, published_s, _split(workers))
+        return Round(count, rate, formed_s, published_s, _split(workers), cpu)
     finally:
         for worker in workers:
             worker.stop()
@@ -177,6 +237,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--workers", default="1,2,4", help="Comma-separated worker counts.")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--standby-replicas", type=int, default=None,
+        help="Faust's TABLE_STANDBY_REPLICAS for the workers (default: Faust's, 1): 0 shows "
+        "what keeping a warm copy of the other workers' tables costs.",
+    )  # fmt: skip
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -188,18 +253,24 @@ def main() -> None:
           f"load average {_load()}", flush=True)  # fmt: skip
     rounds: list[Round] = []
     with benchmark_broker() as settings, tempfile.TemporaryDirectory(prefix="gemba-bs-") as tmp:
+        broker_pid = broker_status(settings).pid if settings.local_broker else None
         for count in counts:
             state = Path(tmp) / f"workers-{count}"
             fresh = WorkerSetup.fresh(settings, state / "worker-0", fast_rejoin=False)
-            setup = replace(fresh, partitions=args.partitions, history_sink=False)
-            rounds.append(scale_round(setup, count, messages, state))
+            standby = () if args.standby_replicas is None else (
+                ("TABLE_STANDBY_REPLICAS", str(args.standby_replicas)),)  # fmt: skip
+            setup = replace(fresh, partitions=args.partitions, history_sink=False,
+                            extra_env=standby)  # fmt: skip
+            rounds.append(scale_round(setup, count, messages, state, broker_pid))
         print("  raw aiokafka: reading the last topic from offset 0", flush=True)
         raw = raw_consumption(settings.bootstrap_servers, setup.touches_topic, args.events)
 
     base = rounds[0].rate.per_second
     print(
         f"\nevents: {args.events:,} on {args.partitions} partitions, {held.deals:,} deals; "
-        f"workers without history sink; load average now {_load()} ({os.cpu_count()} CPUs)"
+        f"workers without history sink, table standby replicas "
+        f"{'Faust default (1)' if args.standby_replicas is None else args.standby_replicas}; "
+        f"load average now {_load()} ({os.cpu_count()} CPUs)"
     )
     print(
         f"  {'workers':>7}  {'events/s':>9}  {'speed-up':>8}  {'% of raw':>8}  "
@@ -213,6 +284,15 @@ def main() -> None:
         )
     print(f"  aiokafka raw consumption of the same topic from offset 0 (peer): "
           f"{raw.per_second:,.0f} events/s")  # fmt: skip
+    print("\nwhere the cores went while folding (CPU seconds; cores busy = CPU s / wall s):")
+    print(f"  {'workers':>7}  {'each worker':>18}  {'broker':>6}  {'bench':>5}  "
+          f"{'machine':>7}  {'of':>5}  {'cores busy':>10}")  # fmt: skip
+    for r in rounds:
+        c = r.cpu
+        each = "+".join(f"{w:.1f}" for w in c.workers)
+        busy = c.machine / r.rate.steady_s if r.rate.steady_s else 0.0
+        print(f"  {r.workers:>7}  {each:>18}  {c.broker:>6.1f}  {c.bench:>5.1f}  "
+              f"{c.machine:>7.1f}  {c.capacity:>5.1f}  {busy:>10.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     )
     dashboard_port: int = Field(default=6070, ge=1, le=65535, description="`gemba serve`.")
     worker_store: str = Field(default="memory://", description="Faust table store.")
+    recovery_stall_timeout_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="A worker whose table recovery reads nothing new for this long stops, "
+        "non-zero, naming the stuck changelog partitions (streams/worker/liveness.py).",
+    )
     policy_file: Path | None = Field(default=None, description="Policy TOML; default shipped.")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -18,7 +18,7 @@ from streams.settings import WILDCARD_HOSTS, Settings
 from streams.worker.alerts import StallAlertEngine, attach_stall_alerts
 from streams.worker.broker_watch import BrokerReachability, attach_broker_watch
 from streams.worker.campaigns import CampaignPipeline, attach_campaign_pipeline
-from streams.worker.liveness import stop_when_an_agent_dies
+from streams.worker.liveness import stop_when_an_agent_dies, stop_when_recovery_stalls
 from streams.worker.metrics import MeasuredParts, attach_metrics
 from streams.worker.pipeline import ValueStreamPipeline, attach_value_stream_pipeline
 from streams.worker.rebalance import make_rebalance_safe
@@ -94,6 +94,7 @@ def build_worker(settings: Settings, folder: ValueStreamFolder | None = None) ->
     app = _faust_app(settings)
     make_rebalance_safe(app)  # read every message of a partition given back (rebalance.py)
     stop_when_an_agent_dies(app)  # no agent dies silently (streams/worker/liveness.py)
+    stop_when_recovery_stalls(app, settings.recovery_stall_timeout_s)  # nor table recovery
     pipeline = attach_value_stream_pipeline(
         app, settings, folder or ValueStreamFolder.from_settings(settings)
     )

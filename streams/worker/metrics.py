@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from streams.worker.alerts import StallAlertEngine
 from streams.worker.broker_watch import BrokerReachability, BrokerState
 from streams.worker.counts import PipelineCounts
-from streams.worker.liveness import dead_agent
+from streams.worker.liveness import why_the_worker_stops
 from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.sink import HistorySink
 
@@ -138,9 +138,9 @@ class WorkerSnapshot:
 
 def readiness(app: faust.App) -> tuple[bool, str]:
     """Whether the worker does its work now, and if not, what it waits for (or why it stops)."""
-    died = dead_agent(app)
-    if died is not None:  # the worker stops and exits non-zero: streams/worker/liveness.py
-        return False, str(died)
+    stops = why_the_worker_stops(app)  # a dead agent or a stalled table recovery
+    if stops is not None:  # the worker stops and exits non-zero: streams/worker/liveness.py
+        return False, str(stops)
     if app.crashed:  # another part of Faust crashed: the worker stops too
         return False, f"stopping after a crash: {app.crash_reason}"
     tables: Any = app.tables  # the TableManager; its recovery is not on the interface

@@ -26,6 +26,18 @@ It also times the checks for stuck partitions (Faust's "Stream stopped processin
 its own `commit_stuck` in place of Faust's "Has not committed ...") from the last moment a
 partition owed nothing, so that the first data after a quiet spell is not reported as stuck
 work; a commit really held back still is, also once every message has been read.
+A third way lost changelog records, and could stall a table recovery for good (the
+survivor of tests/integration/test_scale_out.py once stayed at "have offset -1" of 1,563
+records): when a fetch comes back while the flow is stopped for a rebalance, Faust's
+`Consumer.getmany` drops its records and seeks back to the committed offsets, but nothing
+is committed for changelogs, so their fetch position stays past the dropped records.
+Seen (bench/repro_recovery_stall.py, instrumented): at a take-over, whole changelog
+partitions from offset 0 fetched and dropped while recovery was under way. Dropped before
+recovery seeks its changelogs, they are read again; dropped between that seek and the flow
+resuming (a window of milliseconds), recovery waits for records it will never get. The
+consumer seeks such changelog partitions back to the first dropped record, unless their
+position moved meanwhile (faust-streaming's recovery hangs, e.g. its issues #74 and #155,
+have this shape; this is not their fix, which upstream has not made).
 The app's streams iterate in Python, because Faust's compiled iterator writes the
 consumer's ack bookkeeping itself, past any consumer subclass. Every write downstream is
 idempotent, so a message taken twice is harmless; one never taken is lost.
@@ -38,11 +50,17 @@ from typing import Any, cast
 
 import faust
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 
-__all__ = ["ConsumerAckedStream", "RebalanceSafeConsumer", "make_rebalance_safe"]
+__all__ = [
+    "ConsumerAckedStream",
+    "RebalanceSafeConsumer",
+    "fetch_again",
+    "make_rebalance_safe",
+]
 
 log = structlog.get_logger("gemba.worker")
 
@@ -81,6 +99,22 @@ class RebalanceSafeConsumer(Consumer):
             offset=message.offset, generation=message.generation_id,
         )  # fmt: skip
         return False
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        records = await super()._getmany(active_partitions, timeout)
+        if records and not self.flow_active:  # Faust's getmany drops them: see the module
+            dropped = {
+                tp: (batch[0].offset, batch[-1].offset + 1)
+                for tp, batch in records.items()
+                if batch and self._is_changelog_tp(tp)
+            }
+            if dropped:
+                thread: Any = self._thread
+                client = thread._ensure_consumer()
+                again = await thread.call_thread(fetch_again, client, dropped)
+                where = sorted(f"{tp.topic}[{tp.partition}]@{dropped[tp][0]}" for tp in again)
+                log.info("changelog_records_fetched_again", partitions=where)
+        return records
 
     def _current(self, message: Message) -> bool:
         app: Any = self.app
@@ -166,6 +200,25 @@ class RebalanceSafeConsumer(Consumer):
             return None
         offset: int | None = super()._new_offset(tp)
         return offset
+
+
+async def fetch_again(
+    client: AIOKafkaConsumer, dropped: Mapping[Any, tuple[int, int]]
+) -> list[Any]:
+    """Seek each partition back to the first of its dropped records, `(first, end)`, if its
+    position is still `end` (a seek since, e.g. recovery's own, is left alone); the
+    partitions sought back. Runs in the consumer's thread."""
+    again = []
+    for tp, (first, end) in dropped.items():
+        partition = TopicPartition(tp.topic, tp.partition)
+        try:
+            position = await client.position(partition)
+        except Exception:  # no longer assigned: its next owner reads it
+            continue
+        if position == end:
+            client.seek(partition, first)
+            again.append(tp)
+    return again
 
 
 class ConsumerAckedStream(faust.Stream):  # type: ignore[type-arg]

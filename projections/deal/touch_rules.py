@@ -129,7 +129,8 @@ def _verdict(event: TouchEvent, stage: str, rules: TouchRules, seen: _History) -
 
 
 def _touch(event: TouchEvent, span: Span, stage: str, verdict: Verdict) -> Touch:
-    return Touch(
+    # Built from parts already valid (a validated event, the policy's verdict): no re-validation.
+    return Touch.model_construct(
         event_id=event.event_id,
         kind=event.type,
         direction=(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events import encode
 from events.models import Event, EventBase
 from projections import DealNotOpened, DealValueStream, default_policy
 from projections.deal.event_set import canonical_events
@@ -60,12 +61,14 @@ learned_thresholds = st.none() | st.dictionaries(
 
 
 @examples
-@given(arrivals(), learned_thresholds)
+@given(arrivals(), learned_thresholds, st.data())
 def test_after_every_event_the_fold_equals_the_batch_fold_of_the_events_so_far(
-    arrival: list[Event], learned: dict[str, timedelta] | None
+    arrival: list[Event], learned: dict[str, timedelta] | None, data: st.DataObject
 ) -> None:
     fold = DealFold("deal-1", POLICY)
     for seen, event in enumerate(arrival, 1):
+        if data.draw(st.booleans(), label="compact before this event"):
+            fold.compact()  # a cold deal: only its encoded events are held
         fold.add(event)
         expected = batch(arrival[:seen], learned=learned)
         assert incremental(fold, learned=learned) == expected
@@ -124,3 +127,13 @@ def test_account_and_campaigns_come_from_the_deals_events() -> None:
     fold.add(tagged)
     assert fold.account_id == "acct-9"
     assert fold.campaign_ids == ("c-7",)
+
+
+def test_a_compacted_fold_holds_its_events_encoded_and_decodes_them_at_its_next_fold() -> None:
+    script = DealScript().opened(march(2, 9)).call(march(3, 9), 30)
+    fold = DealFold.of("deal-1", POLICY, script.events)
+    fold.compact()
+    assert not fold.is_hot
+    assert fold.value_stream() == deal_value_stream(script.events, POLICY)
+    assert fold.is_hot
+    assert fold.encoded == tuple(encode(event) for event in script.events)

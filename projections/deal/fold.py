@@ -38,7 +38,7 @@ class DealFold:
     folded ones, and the open deals whose stall check is due soon).
     """
 
-    __slots__ = ("_decoded", "_encoded", "_order", "deal_id", "policy")
+    __slots__ = ("_account", "_decoded", "_encoded", "_order", "deal_id", "policy")
 
     def __init__(self, deal_id: str, policy: Policy) -> None:
         self.deal_id = deal_id
@@ -46,6 +46,8 @@ class DealFold:
         self._order: list[tuple[datetime, str]] = []
         self._encoded: dict[str, bytes] = {}
         self._decoded: dict[str, EventBase] | None = {}
+        self._account: tuple[bool, tuple[datetime, str], str] | None = None
+        """(not a deal_opened event, its sort key, its account): the least of them."""
 
     @classmethod
     def of(cls, deal_id: str, policy: Policy, events: Iterable[EventBase]) -> DealFold:
@@ -73,11 +75,16 @@ class DealFold:
         if held is not None:
             if held == encoded or preferred_copy(self._event(event_id), event) is not event:
                 return False
-            self._order.remove(self._key(self._event(event_id)))
+            replaced = self._event(event_id)
+            self._order.remove(self._key(replaced))
+            if self._account and self._account[1] == self._key(replaced):
+                self._account = None
+                self._recount_account(event_id)
         self._encoded[event_id] = encoded
         if self._decoded is not None:
             self._decoded[event_id] = event
         key = self._key(event)
+        self._note_account(event, key)
         if not self._order or self._order[-1] < key:
             self._order.append(key)
         else:
@@ -88,6 +95,17 @@ class DealFold:
     def _key(event: EventBase) -> tuple[datetime, str]:
         # event_order with the time in UTC: equal instants compare equal whatever their offset.
         return (utc(event.occurred_at), event.event_id)
+
+    def _note_account(self, event: EventBase, key: tuple[datetime, str]) -> None:
+        candidate = (not isinstance(event, DealOpened), key, event.account_id)
+        if self._account is None or candidate < self._account:
+            self._account = candidate
+
+    def _recount_account(self, leaving: str) -> None:
+        for event_id in self._encoded:
+            if event_id != leaving:
+                event = self._event(event_id)
+                self._note_account(event, self._key(event))
 
     def _event(self, event_id: str) -> EventBase:
         if self._decoded is None:
@@ -130,15 +148,13 @@ class DealFold:
     @property
     def is_opened(self) -> bool:
         """Whether the deal_opened event has arrived (a value stream can be folded)."""
-        return any(isinstance(event, DealOpened) for event in self.events)
+        return self._account is not None and not self._account[0]
 
     @property
     def account_id(self) -> str | None:
-        """The account of the deal: its deal_opened event's, else its earliest event's."""
-        events = self.events
-        opened = next((e for e in events if isinstance(e, DealOpened)), None)
-        first = opened or next(iter(events), None)
-        return first.account_id if first else None
+        """The account of the deal: its (earliest) deal_opened event's, else its earliest
+        event's; None before any event. Known without decoding a compacted deal."""
+        return self._account[2] if self._account else None
 
     @property
     def campaign_ids(self) -> tuple[str, ...]:

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events import encode
-from events.models import Event, EventBase
+from events.models import DealOpened, Event, EventBase
 from projections import DealNotOpened, DealValueStream, default_policy
+from projections.deal.alerts import StallThresholds, check_stalls
 from projections.deal.event_set import canonical_events
 from projections.deal.fold import DealFold
 from projections.deal.value_stream import deal_value_stream
@@ -137,3 +138,36 @@ def test_a_compacted_fold_holds_its_events_encoded_and_decodes_them_at_its_next_
     assert fold.value_stream() == deal_value_stream(script.events, POLICY)
     assert fold.is_hot
     assert fold.encoded == tuple(encode(event) for event in script.events)
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrivals(), st.integers(0, 60 * 86_400), learned_thresholds, st.booleans())
+def test_a_stall_check_at_a_later_watermark_reads_the_fold_and_alerts_as_the_batch_fold_does(
+    arrival: list[Event], seconds: int, learned: dict[str, timedelta] | None, cold: bool
+) -> None:
+    fold = DealFold.of("deal-1", POLICY, arrival)
+    if cold:
+        fold.compact()
+    watermark = max(event.occurred_at for event in arrival) + timedelta(seconds=seconds)
+    expected = batch(arrival, watermark)
+    assert fold.is_opened == any(isinstance(event, DealOpened) for event in arrival)
+    if expected is None:
+        return
+    thresholds = StallThresholds(POLICY, learned or {}, dict.fromkeys(learned or {}, 30))
+    first = check_stalls(expected, "acct-deal-1", thresholds)
+    assert check_stalls(fold.value_stream(watermark), str(fold.account_id), thresholds) == first
+    later = watermark + timedelta(days=3)
+    assert check_stalls(
+        fold.value_stream(later), str(fold.account_id), thresholds, first.ledger
+    ) == check_stalls(batch(arrival, later), "acct-deal-1", thresholds, first.ledger)  # type: ignore[arg-type]
+
+
+def test_the_account_is_the_deal_opened_events_even_when_an_earlier_event_names_another() -> None:
+    opened = DealScript(account_id="acct-open").opened(march(5, 9)).events[0]
+    earlier = DealScript(account_id="acct-other").opened(march(1, 9)).call(march(2, 9), 5)
+    fold = DealFold("deal-1", POLICY)
+    fold.add(earlier.events[1])
+    assert (fold.account_id, fold.is_opened) == ("acct-other", False)
+    fold.compact()
+    fold.add(opened)
+    assert (fold.account_id, fold.is_opened) == ("acct-open", True)

@@ -81,18 +81,15 @@ def measure_totals(
     """
     window = SpanSet.of(windows)
     counts = Counter(touch.kind for touch in touches)
-    # Built from exact timedeltas and counts: no re-validation (the fold's hot path).
-    return Totals.model_construct(
+    return Totals(
         deals=1,
         lead_time=window.length,
         value_added=sets.value_added.overlap(window),
         necessary_non_value_added=sets.necessary_non_value_added.overlap(window),
-        waste=Waste.model_construct(
-            None, **{str(category): part.overlap(window) for category, part in sets.wastes.items()}
-        ),
+        waste=Waste.of({category: part.overlap(window) for category, part in sets.wastes.items()}),
         wait=sets.wait.overlap(window),
         waiting_on_us=sets.waiting_on_us.overlap(window),
         inventory=sets.inventory.overlap(window),
         rework=regressions + sum(touch.is_rework for touch in touches),
-        touches=TouchCounts.model_construct(None, **{str(kind): n for kind, n in counts.items()}),
+        touches=TouchCounts.model_validate(counts),
     )

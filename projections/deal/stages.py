@@ -60,7 +60,7 @@ def stage_history(
         if change.to_stage == stage:
             continue
         visits.append(
-            StageVisit.model_construct(
+            StageVisit(
                 stage=stage,
                 entered_at=entered,
                 left_at=at,
@@ -72,7 +72,7 @@ def stage_history(
         stage, entered, event_id = change.to_stage, at, change.event_id
     left = None if still_open else life.end
     visits.append(
-        StageVisit.model_construct(
+        StageVisit(
             stage=stage, entered_at=entered, left_at=left, regression=regression, event_id=event_id
         )
     )

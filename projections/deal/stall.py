@@ -38,7 +38,7 @@ def _visit_episodes(
         if crossing < stop:
             ongoing = index == len(stops) and visit.left_at is None
             episodes.append(
-                StallEpisode.model_construct(
+                StallEpisode(
                     stage=visit.stage,
                     started_at=crossing,
                     ended_at=None if ongoing else stop,

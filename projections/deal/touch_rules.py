@@ -129,8 +129,7 @@ def _verdict(event: TouchEvent, stage: str, rules: TouchRules, seen: _History) -
 
 
 def _touch(event: TouchEvent, span: Span, stage: str, verdict: Verdict) -> Touch:
-    # Built from parts already valid (a validated event, the policy's verdict): no re-validation.
-    return Touch.model_construct(
+    return Touch(
         event_id=event.event_id,
         kind=event.type,
         direction=(

@@ -189,9 +189,7 @@ def _stage_streams(
             [touch for touch in touches if touch.stage == name],
             regressions=sum(visit.regression for visit in mine),
         )
-        streams.append(
-            StageValueStream.model_construct(stage=name, visits=len(mine), totals=totals)
-        )
+        streams.append(StageValueStream(stage=name, visits=len(mine), totals=totals))
     return tuple(streams)
 
 
@@ -241,7 +239,7 @@ def fold_deal_facts(
     sets = time_sets(touches, life, policy, ball_in_our_court(touches, life.end), stalls)
     last = max(value_added, key=lambda t: (t.started_at, t.event_id), default=None)
     won = facts.close if isinstance(facts.close, DealWon) else None
-    return DealValueStream.model_construct(
+    return DealValueStream(
         deal_id=facts.deal_id,
         policy_version=policy.version,
         status=status,

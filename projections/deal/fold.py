@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from events.codec import decode, encode
 from events.models import DealOpened, EventBase
 from projections.deal.event_set import preferred_copy
+from projections.deal.touch_rules import TouchMemo
 from projections.deal.value_stream import (
     DealValueStream,
     fold_deal_facts,
@@ -38,7 +39,7 @@ class DealFold:
     folded ones, and the open deals whose stall check is due soon).
     """
 
-    __slots__ = ("_account", "_decoded", "_encoded", "_order", "deal_id", "policy")
+    __slots__ = ("_account", "_decoded", "_encoded", "_memo", "_order", "deal_id", "policy")
 
     def __init__(self, deal_id: str, policy: Policy) -> None:
         self.deal_id = deal_id
@@ -46,6 +47,7 @@ class DealFold:
         self._order: list[tuple[datetime, str]] = []
         self._encoded: dict[str, bytes] = {}
         self._decoded: dict[str, EventBase] | None = {}
+        self._memo: TouchMemo | None = None
         self._account: tuple[bool, tuple[datetime, str], str] | None = None
         """(not a deal_opened event, its sort key, its account): the least of them."""
 
@@ -115,6 +117,7 @@ class DealFold:
     def compact(self) -> None:
         """Drop the decoded events (keep only the encoded ones): for a deal that is not hot."""
         self._decoded = None
+        self._memo = None
 
     @property
     def is_hot(self) -> bool:
@@ -172,4 +175,5 @@ class DealFold:
         if not self._order:
             raise DealNotOpened(f"deal {self.deal_id} has no events yet")
         facts = sorted_deal_facts(self.deal_id, self.events, watermark)
-        return fold_deal_facts(facts, self.policy, learned_thresholds)
+        self._memo = self._memo or TouchMemo()
+        return fold_deal_facts(facts, self.policy, learned_thresholds, self._memo)

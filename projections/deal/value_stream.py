@@ -27,7 +27,7 @@ from projections.deal.measure import TimeSets, measure_totals, time_sets
 from projections.deal.stages import StageVisit, stage_history
 from projections.deal.stall import StallEpisode, stall_episodes
 from projections.deal.totals import Totals
-from projections.deal.touch_rules import classify_touches
+from projections.deal.touch_rules import TouchMemo, classify_touches
 from projections.deal.touches import Touch
 from projections.deal.waiting import ball_in_our_court
 from projections.errors import DealNotOpened, NotOneDeal, ProjectionError
@@ -219,15 +219,19 @@ def deal_value_stream(
 
 
 def fold_deal_facts(
-    facts: DealFacts, policy: Policy, learned_thresholds: Mapping[str, timedelta] | None = None
+    facts: DealFacts,
+    policy: Policy,
+    learned_thresholds: Mapping[str, timedelta] | None = None,
+    memo: TouchMemo | None = None,
 ) -> DealValueStream:
-    """The value stream of one deal's facts (see `deal_value_stream`, which sorts them first)."""
+    """The value stream of one deal's facts (see `deal_value_stream`, which sorts them first);
+    `memo` (one per deal and policy) lets the touch classification reuse what it built."""
     life = _life(facts)
     status = _status(facts.close)
     visits = stage_history(
         facts.opened, facts.changes, life, status is DealStatus.OPEN, policy.stages
     )
-    touches = classify_touches(facts.touches, life, visits, policy)
+    touches = classify_touches(facts.touches, life, visits, policy, memo)
     value_added = [t for t in touches if t.touch_class is TouchClass.VALUE_ADDED]
     segment = facts.opened.segment
     stalls = stall_episodes(

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events import encode
-from events.models import DealOpened, Event, EventBase
+from events.models import DealOpened, Direction, Event, EventBase
 from projections import DealNotOpened, DealValueStream, default_policy
 from projections.deal.alerts import StallThresholds, check_stalls
 from projections.deal.event_set import canonical_events
@@ -171,3 +171,19 @@ def test_the_account_is_the_deal_opened_events_even_when_an_earlier_event_names_
     fold.compact()
     fold.add(opened)
     assert (fold.account_id, fold.is_opened) == ("acct-open", True)
+
+
+def test_a_late_event_that_changes_an_earlier_touchs_verdict_is_folded_as_the_batch_fold_does() -> (
+    None
+):
+    script = DealScript().opened(march(2, 9))
+    for day in (3, 4, 5, 6):
+        script.email(march(day, 9))  # a row of outbound emails: the later ones are chasing
+    script.stage(march(9, 9), "Qualification")
+    fold = DealFold.of("deal-1", POLICY, script.events)
+    chasing = [t.waste for t in fold.value_stream().touches]
+    late = script.email(march(4, 12), Direction.INBOUND).events[-1]  # the customer answered
+    fold.add(late)
+    stream = fold.value_stream()
+    assert stream == deal_value_stream(script.events, POLICY)
+    assert [t.waste for t in stream.touches] != chasing

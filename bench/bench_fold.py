@@ -10,8 +10,9 @@ the worker publishes is made of it: the value stream, its JSON document
 (`model_dump_json`) and its roll-up contribution. Two ways, on the same batches:
 
 - DealFold: each event is `add`ed to its deal's fold; the fold gives the value stream;
-- peer, as today: each deal's events are kept, and the batch fold
-  (`deal_value_stream`) refolds all of them.
+- peer, as today: each deal's events are kept (decoded, and encoded as the worker's
+  table stores them), and the batch fold (`deal_value_stream`) refolds all of them.
+  DealFold encodes each event it takes too (the worker may pass the bytes it has).
 
 Then the stall check's refold: every open deal at a watermark a week after the end,
 from its DealFold (no decode), beside today's path (decode the stored JSON, batch fold).
@@ -91,11 +92,13 @@ def run_fold(events: list[EventBase], batch: int, policy: Policy) -> dict[str, D
 
 def run_batch_fold(events: list[EventBase], batch: int, policy: Policy) -> None:
     held: dict[str, dict[str, EventBase]] = {}
+    stored: dict[str, dict[str, str]] = {}
     for start in range(0, len(events), batch):
         touched = set()
         for event in events[start : start + batch]:
             deal_id = str(event.deal_id)
             held.setdefault(deal_id, {})[event.event_id] = event
+            stored.setdefault(deal_id, {})[event.event_id] = encode(event).decode()
             touched.add(deal_id)
         for deal_id in sorted(touched):
             mine = list(held[deal_id].values())

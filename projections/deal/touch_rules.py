@@ -24,7 +24,7 @@ from projections.deal.touches import Touch, touch_span
 from projections.intervals import Span
 from projections.policy.model import Policy, TouchRules
 
-__all__ = ["classify_touches"]
+__all__ = ["TouchMemo", "classify_touches"]
 
 VA = TouchClass.VALUE_ADDED
 NNVA = TouchClass.NECESSARY_NON_VALUE_ADDED
@@ -146,6 +146,26 @@ def _touch(event: TouchEvent, span: Span, stage: str, verdict: Verdict) -> Touch
     )
 
 
+@dataclass(slots=True)
+class TouchMemo:
+    """What one deal's last classification built, to build no part of it twice: each touch
+    event's span (by event identity, under one policy), and each classified Touch with the
+    inputs it was made of. Not a rule: the verdicts are decided again every time; a Touch is
+    reused only when its event, clipped span, stage and verdict are all the same.
+    """
+
+    spans: dict[str, tuple[TouchEvent, Span]] = field(default_factory=dict)
+    touches: dict[str, tuple[TouchEvent, Span, str, Verdict, Touch]] = field(default_factory=dict)
+
+    def span(self, event: TouchEvent, policy: Policy) -> Span:
+        held = self.spans.get(event.event_id)
+        if held is not None and held[0] is event:
+            return held[1]
+        span = touch_span(event, policy.standard_minutes)
+        self.spans[event.event_id] = (event, span)
+        return span
+
+
 def _within_life(span: Span, life: Span) -> bool:
     """Whether the touch meets the life (one without length: falls in [open, close)).
 
@@ -157,7 +177,11 @@ def _within_life(span: Span, life: Span) -> bool:
 
 
 def classify_touches(
-    events: Iterable[TouchEvent], life: Span, visits: Sequence[StageVisit], policy: Policy
+    events: Iterable[TouchEvent],
+    life: Span,
+    visits: Sequence[StageVisit],
+    policy: Policy,
+    memo: TouchMemo | None = None,
 ) -> tuple[Touch, ...]:
     """Apply the touch rules (first match wins) to the touches within the deal's life.
 
@@ -168,14 +192,30 @@ def classify_touches(
 
     SQL twin: projections.archive.fold_sql.rules.touch_rules_sql.
     """
-    spans = [(touch_span(event, policy.standard_minutes), event) for event in events]
+    if memo is None:
+        spans = [(touch_span(event, policy.standard_minutes), event) for event in events]
+    else:
+        spans = [(memo.span(event, policy), event) for event in events]
     spans.sort(key=lambda pair: (pair[0].start, pair[1].event_id))
     seen = _History()
     touches = []
+    made: dict[str, tuple[TouchEvent, Span, str, Verdict, Touch]] = {}
     for span, event in spans:
         if not _within_life(span, life):
             continue
         clipped = span.clip(life)
         stage = stage_at(visits, clipped.start)
-        touches.append(_touch(event, clipped, stage, _verdict(event, stage, policy.rules, seen)))
+        verdict = _verdict(event, stage, policy.rules, seen)
+        if memo is None:
+            touches.append(_touch(event, clipped, stage, verdict))
+            continue
+        held = memo.touches.get(event.event_id)
+        if held and held[0] is event and held[1:4] == (clipped, stage, verdict):
+            touch = held[4]
+        else:
+            touch = _touch(event, clipped, stage, verdict)
+        made[event.event_id] = (event, clipped, stage, verdict, touch)
+        touches.append(touch)
+    if memo is not None:
+        memo.touches = made
     return tuple(touches)

@@ -27,14 +27,21 @@ from projections.deal.measure import TimeSets, measure_totals, time_sets
 from projections.deal.stages import StageVisit, stage_history
 from projections.deal.stall import StallEpisode, stall_episodes
 from projections.deal.totals import Totals
-from projections.deal.touch_rules import classify_touches
+from projections.deal.touch_rules import TouchMemo, classify_touches
 from projections.deal.touches import Touch
 from projections.deal.waiting import ball_in_our_court
 from projections.errors import DealNotOpened, NotOneDeal, ProjectionError
 from projections.intervals import Span, utc
 from projections.policy.model import Policy
 
-__all__ = ["DealValueStream", "StageValueStream", "deal_value_stream"]
+__all__ = [
+    "DealFacts",
+    "DealValueStream",
+    "StageValueStream",
+    "deal_value_stream",
+    "fold_deal_facts",
+    "sorted_deal_facts",
+]
 
 
 class StageValueStream(BaseModel):
@@ -92,7 +99,7 @@ class DealValueStream(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class _DealFacts:
+class DealFacts:
     """The events of one deal as of the watermark, sorted into what the fold needs."""
 
     deal_id: str
@@ -103,36 +110,53 @@ class _DealFacts:
     touches: tuple[TouchEvent, ...]
 
 
-def _deal_facts(events: Iterable[EventBase], watermark: datetime | None) -> _DealFacts:
-    if watermark is not None and watermark.utcoffset() is None:
-        raise ProjectionError("the watermark must be timezone-aware, like event times")
+def _deal_facts(events: Iterable[EventBase], watermark: datetime | None) -> DealFacts:
     facts = canonical_events(event for event in events if event.deal_id is not None)
     deal_ids = {event.deal_id for event in facts}
     if len(deal_ids) != 1:
         raise NotOneDeal(
             f"expected the events of one deal, got deal ids {sorted(map(str, deal_ids))}"
         )
-    deal_id = str(deal_ids.pop())
-    as_of = utc(watermark or max(event.occurred_at for event in facts))
-    facts = tuple(event for event in facts if event.occurred_at <= as_of)
-    opened = next((event for event in facts if isinstance(event, DealOpened)), None)
+    return sorted_deal_facts(str(deal_ids.pop()), facts, watermark)
+
+
+def sorted_deal_facts(
+    deal_id: str, facts: Sequence[EventBase], watermark: datetime | None
+) -> DealFacts:
+    """The facts of one deal as of the watermark (default: its latest event), sorted into
+    what the fold needs; `facts` must be canonical (`canonical_events`: no duplicate id,
+    sorted by `event_order`), all of the deal, and at least one."""
+    if watermark is not None and watermark.utcoffset() is None:
+        raise ProjectionError("the watermark must be timezone-aware, like event times")
+    as_of = utc(watermark or facts[-1].occurred_at)
+    if facts[-1].occurred_at > as_of:
+        facts = tuple(event for event in facts if event.occurred_at <= as_of)
+    opened: DealOpened | None = None
+    close: DealWon | DealLost | None = None
+    changes: list[StageChanged] = []
+    touches: list[TouchEvent] = []
+    for event in facts:
+        if isinstance(event, CallLogged | EmailLogged | MeetingLogged | QuoteSent):
+            touches.append(event)
+        elif isinstance(event, StageChanged):
+            changes.append(event)
+        elif isinstance(event, DealOpened):
+            opened = opened or event
+        elif isinstance(event, DealWon | DealLost):
+            close = close or event
     if opened is None:
         raise DealNotOpened(f"deal {deal_id} has no deal_opened event as of {as_of.isoformat()}")
-    return _DealFacts(
+    return DealFacts(
         deal_id=deal_id,
         as_of=as_of,
         opened=opened,
-        close=next((event for event in facts if isinstance(event, DealWon | DealLost)), None),
-        changes=tuple(event for event in facts if isinstance(event, StageChanged)),
-        touches=tuple(
-            event
-            for event in facts
-            if isinstance(event, CallLogged | EmailLogged | MeetingLogged | QuoteSent)
-        ),
+        close=close,
+        changes=tuple(changes),
+        touches=tuple(touches),
     )
 
 
-def _life(facts: _DealFacts) -> Span:
+def _life(facts: DealFacts) -> Span:
     """From the open to the close (never before the open), or to the watermark.
 
     SQL twin: projections.archive.fold_sql.rules.deal_life_sql.
@@ -191,13 +215,23 @@ def deal_value_stream(
 
     SQL twin: projections.archive.replay_sql.sql_replay (every deal at once; deal_summary_sql).
     """
-    facts = _deal_facts(events, watermark)
+    return fold_deal_facts(_deal_facts(events, watermark), policy, learned_thresholds)
+
+
+def fold_deal_facts(
+    facts: DealFacts,
+    policy: Policy,
+    learned_thresholds: Mapping[str, timedelta] | None = None,
+    memo: TouchMemo | None = None,
+) -> DealValueStream:
+    """The value stream of one deal's facts (see `deal_value_stream`, which sorts them first);
+    `memo` (one per deal and policy) lets the touch classification reuse what it built."""
     life = _life(facts)
     status = _status(facts.close)
     visits = stage_history(
         facts.opened, facts.changes, life, status is DealStatus.OPEN, policy.stages
     )
-    touches = classify_touches(facts.touches, life, visits, policy)
+    touches = classify_touches(facts.touches, life, visits, policy, memo)
     value_added = [t for t in touches if t.touch_class is TouchClass.VALUE_ADDED]
     segment = facts.opened.segment
     stalls = stall_episodes(

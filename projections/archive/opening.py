@@ -9,22 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import duckdb
-import pyarrow as pa
-import pyarrow.dataset as ds
 
 from projections.archive.connection import Connection
 from projections.archive.errors import ArchiveMissing, HistoryError, StatementRefused
-from projections.archive.schema import SCHEMA_VERSION, VIEWS
-from projections.archive.store import (
-    JSON_COLUMNS,
-    SEGMENT_TABLES,
-    VERSIONED_TABLES,
-    Snapshot,
-    hold_readers_lock,
-    is_old_format,
-    read_snapshot,
-    segment_schema,
-)
+from projections.archive.snapshot_views import build_views
+from projections.archive.store import hold_readers_lock, is_old_format, read_snapshot
 
 if TYPE_CHECKING:
     from projections.archive.writing import ArchiveStore
@@ -34,7 +23,6 @@ __all__ = [
     "READER_SETTINGS",
     "READ_ONLY_REFUSAL",
     "QueryResult",
-    "build_views",
     "open_archive",
     "open_reader",
     "read_only_query",
@@ -125,38 +113,6 @@ def open_archive(path: Path, *, read_only: bool = False) -> ArchiveStore | Conne
     if is_old_format(path):
         convert_old_archive(path)
     return ArchiveStore.open(path)
-
-
-def build_views(connection: Connection, snapshot: Snapshot) -> None:
-    """The archive's tables and views over a snapshot, named as the single file named them."""
-    connection.execute("SET TimeZone = 'UTC'")
-    for table in SEGMENT_TABLES:
-        files = [str(file) for file in snapshot.segments[table]]
-        source = f"{table}_segments"
-        connection.register(
-            source, ds.dataset(files, schema=segment_schema(table), format="parquet")
-        )
-        casts = ", ".join(f"CAST({c} AS JSON) AS {c}" for c in JSON_COLUMNS.get(table, ()))
-        columns = f"* REPLACE ({casts})" if casts else "*"
-        if table == "vs_deals":
-            body = (
-                f"SELECT {columns.replace('*', '* EXCLUDE (version)', 1)} FROM {source} "
-                "QUALIFY version = max(version) OVER (PARTITION BY deal_id)"
-            )
-        elif table in VERSIONED_TABLES:
-            body = (
-                f"SELECT t.* EXCLUDE (version) FROM {source} t SEMI JOIN "
-                "(SELECT deal_id, max(version) AS version FROM vs_deals_segments GROUP BY deal_id)"
-                " latest ON t.deal_id = latest.deal_id AND t.version = latest.version"
-            )
-        else:
-            body = f"SELECT {columns} FROM {source}"
-        connection.execute(f"CREATE TEMP VIEW {table} AS {body}")
-    for name, rows in snapshot.tables.items():
-        connection.register(name, rows)
-    connection.register("archive_schema", pa.table({"version": pa.array([SCHEMA_VERSION])}))
-    for name, body in VIEWS.items():
-        connection.execute(f"CREATE TEMP VIEW {name} AS {body}")
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import pyarrow as pa
 from projections.archive.chain import ChainHead
 from projections.archive.connection import Connection
 from projections.archive.errors import HistoryError
-from projections.archive.opening import build_views
+from projections.archive.snapshot_views import build_views
 from projections.archive.store import (
     FORMAT_VERSION,
     READERS_LOCK,

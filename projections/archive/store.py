@@ -178,7 +178,7 @@ def write_segment(path: Path, table: str, seq: int, rows: pa.Table) -> str:
     name = f"{table}-{seq:012d}.parquet"
     final = segments_dir(path) / name
     temporary = final.with_name(f".{name}.tmp")
-    pq.write_table(rows.cast(segment_schema(table)), temporary, compression="zstd")
+    pq.write_table(rows.cast(segment_schema(table)), temporary, compression="lz4")
     os.replace(temporary, final)
     return name
 

@@ -212,7 +212,7 @@ class HistoryWriter:
                 ids,
             )
         )
-        columns = appended.columns
+        rows: list[tuple[Any, ...]] = []
         for record, event in decoded:
             key = (record.topic, record.partition)
             head = heads.setdefault(key, ChainHead(*key))
@@ -232,16 +232,18 @@ class HistoryWriter:
             link = chain_link(record.topic, record.partition, record.offset,
                               record.recorded_at, head.event_id, payload)  # fmt: skip
             hash_ = chain_hash(previous, link)
-            for name, value in zip(_EVENT_COLUMNS, (
+            rows.append((
                 event.event_id, str(getattr(event, "type", "")), event.occurred_at,
                 record.recorded_at, event.deal_id, event.account_id, event.actor_id,
                 event.campaign_id, payload.decode(), record.topic, record.partition,
                 record.offset, head.event_id, hash_,
-            ), strict=True):  # fmt: skip
-                columns[name].append(value)
+            ))  # fmt: skip
             head.linked(event.event_id, hash_, record.offset)
             appended.index.append((event.event_id, digest))
             appended.new.append(event)
+        if rows:
+            appended.columns = dict(zip(_EVENT_COLUMNS, map(list, zip(*rows, strict=True)),
+                                        strict=True))  # fmt: skip
         return appended
 
     def _event_of(

@@ -146,9 +146,19 @@ class ArchiveStore:
             for _, _, file, _ in written:
                 (segments_dir(self.path) / file).unlink(missing_ok=True)
             raise
-        if retire:
-            delete_retired(self.path, catalog)
+        delete_retired(self.path, catalog)
         return generation
+
+    def compact(self, table: str) -> int:
+        """Merge the table's segments into one (rows in the same order); the old files are
+        retired, deleted once no reader holds readers.lock. How many were merged."""
+        files = self.snapshot().segments[table]
+        if len(files) < 2:
+            return 0
+        listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        rows = self.scratch.sql(f"SELECT * FROM read_parquet([{listed}])").to_arrow_table()
+        self.commit({table: rows}, lambda _: None, retire=tuple(f.name for f in files))
+        return len(files)
 
     def close(self) -> None:
         close_quietly(self.scratch, self.catalog)

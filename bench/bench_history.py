@@ -237,12 +237,17 @@ def main() -> None:
         reader.start()
         time.sleep(2.0)  # the reader's imports
         for round_number in range(args.rounds):
-            r = round_number
             runs: dict[str, Callable[[], object]] = {
-                "bulk": lambda: bulk_load(parquet, root / f"bulk-{r}.duckdb"),
-                "folded": lambda: archive_folded(batches, root / f"folded-{r}.archive", waits),
-                "log": lambda: archive_log(batches, root / f"log-{r}.archive", waits),
-                "refold": lambda: archive_refolding(batches, root / f"refold-{r}.archive", waits),
+                "bulk": lambda r=round_number: bulk_load(parquet, root / f"bulk-{r}.duckdb"),
+                "folded": lambda r=round_number: archive_folded(
+                    batches, root / f"folded-{r}.archive", waits
+                ),
+                "log": lambda r=round_number: archive_log(
+                    batches, root / f"log-{r}.archive", waits
+                ),
+                "refold": lambda r=round_number: archive_refolding(
+                    batches, root / f"refold-{r}.archive", waits
+                ),
             }
             order = list(runs) if round_number % 2 == 0 else list(reversed(runs))
             for name in order:
@@ -251,7 +256,7 @@ def main() -> None:
         latencies, failures = results.get(timeout=60)
         reader.join(timeout=30)
 
-        for round_number in range(args.rounds):
+        for _ in range(args.rounds):
             for name, rate in replay_rates(archive, n).items():
                 keep(name, rate)
 

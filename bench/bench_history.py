@@ -132,12 +132,15 @@ def _append(writer: HistoryWriter, store: Any, batch: ArchiveBatch, waits: Waits
 
 
 def archive_folded(batches: Sequence[Batch], path: Path, waits: Waits) -> None:
-    """As the worker's sink will run: decoded events and folded value streams given."""
+    """As the worker's sink will run: decoded events and folded value streams given; the
+    latest stream of each deal stored once the batches stop (the sink: once quiet)."""
     writer = HistoryWriter(default_policy())
     with open_archive(path) as store:
         for b in batches:
             batch = ArchiveBatch(events=b.records, decoded=b.events, value_streams=b.streams)
             _append(writer, store, batch, waits)
+        while writer.refresh(store, REFOLD_DEALS).deals_to_refresh:
+            pass
 
 
 def archive_log(batches: Sequence[Batch], path: Path, waits: Waits) -> None:

@@ -63,11 +63,14 @@ class HistoryWriter:
     A record at an offset the archive already holds changes nothing, so a batch
     appended twice (a crash between the commit and the Kafka ack) is a no-op.
 
-    Value streams: a batch that carries the worker's folded `value_streams` has them stored
-    as they are (no second fold). A batch without (None) has the deals it touches marked,
-    and refolded under `policy` from all their archived events by `refresh` (or at once with
-    `append(refresh=True)`), each as of its own latest event, as the streaming worker folds
-    them; unless `value_streams` is False: then only the log is archived.
+    Value streams: a batch that carries the worker's folded `value_streams` has their deals
+    marked in its commit and the streams kept; `refresh` (the sink calls it once the stream
+    is quiet, or `append(refresh=True)` at once) stores each deal's latest one as it is (no
+    second fold), so history catching up stores a deal once, not once per batch. A batch
+    without (None) has the deals it touches marked, and `refresh` refolds them under
+    `policy` from all their archived events, each as of its own latest event, as the
+    streaming worker folds them; so does a deal still marked after a crash (its kept
+    stream was lost with the process). With `value_streams` False only the log is archived.
     """
 
     def __init__(
@@ -83,6 +86,8 @@ class HistoryWriter:
         self.future_limit = future_limit
         self._decoded: OrderedDict[str, dict[str, EventBase]] = OrderedDict()
         self._decoded_deals = decoded_deals
+        self._streams: dict[str, DealValueStream] = {}
+        """The latest stream the fold handed over per marked deal, until `refresh` stores it."""
 
     def append(
         self, store: ArchiveStore, batch: ArchiveBatch, *, refresh: bool = True
@@ -105,31 +110,35 @@ class HistoryWriter:
     def refresh(
         self, store: ArchiveStore, limit: int | None = None, outcome: BatchOutcome | None = None
     ) -> BatchOutcome:
-        """Refold up to `limit` deals marked by earlier batches (None: all), in one commit."""
-        top = "" if limit is None else f"LIMIT {int(limit)}"
-        deal_ids = [
-            str(deal_id)
-            for (deal_id,) in store.catalog.execute(
-                f"SELECT deal_id FROM dirty_deals ORDER BY deal_id {top}"
-            )
-        ]
+        """Store the value streams of the marked deals, in one commit: every stream the fold
+        handed over since the last refresh, and up to `limit` (None: all) deals marked with
+        no stream held (a caller without a fold, or streams lost with a crash) refolded
+        from their archived events."""
+        marked = [str(d) for (d,) in store.catalog.execute(
+            "SELECT deal_id FROM dirty_deals ORDER BY deal_id")]  # fmt: skip
+        given = [self._streams[deal_id] for deal_id in marked if deal_id in self._streams]
+        to_refold = [deal_id for deal_id in marked if deal_id not in self._streams]
+        to_refold = to_refold if limit is None else to_refold[: max(int(limit), 0)]
+        done = [stream.deal_id for stream in given] + to_refold
         try:
-            streams, failed = self._refold(store, deal_ids)
+            streams, failed = self._refold(store, to_refold)
             version = store.next_generation()
-            segments = self._value_stream_segments(streams, version)
+            segments = self._value_stream_segments(given + streams, version)
 
             def changes(catalog: sqlite3.Connection) -> None:
                 catalog.executemany("DELETE FROM dirty_deals WHERE deal_id = ?",
-                                    [[deal_id] for deal_id in deal_ids])  # fmt: skip
+                                    [[deal_id] for deal_id in done])  # fmt: skip
 
-            if deal_ids:
+            if done:
                 store.commit(segments, changes)
         except BaseException:
             self._decoded.clear()
             raise
+        for stream in given:
+            del self._streams[stream.deal_id]
         return replace(
             outcome or BatchOutcome(),
-            deals_refreshed=len(deal_ids) - len(failed),
+            deals_refreshed=len(done) - len(failed),
             failed_deals=tuple(failed),
             deals_to_refresh=store.count("dirty_deals"),
         )
@@ -160,7 +169,6 @@ class HistoryWriter:
             return replace(outcome, deals_to_refresh=store.count("dirty_deals"))
         numbers = self._new_deal_numbers(store, appended.new)
         events = pa.table(appended.columns, schema=segment_schema("events"))
-        version = store.next_generation()
         segments = {
             "events": events,
             "fold_facts": self._fold_facts(store, events, numbers),
@@ -168,10 +176,10 @@ class HistoryWriter:
             "dead_letters": _table("dead_letters", dead_rows),
             "alerts": _table("alerts", alerts),
         }
-        streams = batch.value_streams
+        streams = batch.value_streams if self.value_streams else None
         marked: list[str] = []
         if streams is not None:
-            segments |= self._value_stream_segments(streams, version)
+            marked = sorted({stream.deal_id for stream in streams})
         elif self.value_streams:
             marked = sorted({e.deal_id for e in appended.new if e.deal_id is not None})
 
@@ -183,12 +191,10 @@ class HistoryWriter:
             catalog.executemany("INSERT INTO alert_ids VALUES (?)", [[a] for a in alert_ids])
             catalog.executemany("INSERT INTO dirty_deals VALUES (?) ON CONFLICT DO NOTHING",
                                 [[deal_id] for deal_id in marked])  # fmt: skip
-            if streams:
-                catalog.executemany("DELETE FROM dirty_deals WHERE deal_id = ?",
-                                    [[s.deal_id] for s in streams])  # fmt: skip
 
         store.commit(segments, changes)
         store.deal_numbers |= numbers
+        self._streams |= {stream.deal_id: stream for stream in streams or ()}
         self._remember(appended.new)
         return replace(outcome, deals_to_refresh=store.count("dirty_deals"))
 

@@ -115,7 +115,56 @@ def test_value_streams_from_the_fold_are_stored_as_given_and_nothing_is_refolded
 
     assert stored == {deal_id: s.model_dump_json() for deal_id, s in given.items()}
     assert stored != {d: s.model_dump_json() for d, s in _streams(events).items()}
-    assert (outcome.deals_refreshed, outcome.deals_to_refresh, dirty) == (0, 0, [(0,)])
+    assert (outcome.deals_refreshed, outcome.deals_to_refresh, dirty) == (len(given), 0, [(0,)])
+
+
+def test_streams_handed_over_by_several_batches_are_stored_once_each_the_latest(
+    tmp_path: Path,
+) -> None:
+    records, events = _log(deals=3)
+    half = len(records) // 2
+    path = tmp_path / "gemba.duckdb"
+    writer = HistoryWriter(default_policy())
+    early, late = _streams(events[:half]), _streams(events)
+    with open_archive(path) as store:
+        for part, streams in ((slice(None, half), early), (slice(half, None), late)):
+            batch = ArchiveBatch(records[part], decoded=events[part],
+                                 value_streams=list(streams.values()))  # fmt: skip
+            assert writer.append(store, batch, refresh=False).deals_to_refresh == len(streams)
+        outcome = writer.refresh(store, limit=0)  # streams held: stored, whatever the limit
+        versions = store.snapshot().segments["vs_deals"]
+    reader = open_reader(path)
+    try:
+        deals = dict(reader.execute("SELECT deal_id, value_stream FROM vs_deals").fetchall())
+    finally:
+        reader.close()
+
+    assert (outcome.deals_refreshed, outcome.deals_to_refresh, len(versions)) == (len(late), 0, 1)
+    assert deals == {deal_id: s.model_dump_json() for deal_id, s in late.items()}
+
+
+def test_deals_whose_handed_over_streams_died_with_the_process_are_refolded_from_the_archive(
+    tmp_path: Path,
+) -> None:
+    records, events = _log(deals=3)
+    path = tmp_path / "gemba.duckdb"
+    streams = _streams(events)
+    with open_archive(path) as store:
+        HistoryWriter(default_policy()).append(
+            store,
+            ArchiveBatch(records, decoded=events, value_streams=list(streams.values())),
+            refresh=False,
+        )
+    with open_archive(path) as store:  # a new process: the streams it was handed are gone
+        outcome = HistoryWriter(default_policy()).refresh(store)
+    reader = open_reader(path)
+    try:
+        deals = dict(reader.execute("SELECT deal_id, value_stream FROM vs_deals").fetchall())
+    finally:
+        reader.close()
+
+    assert (outcome.deals_refreshed, outcome.deals_to_refresh) == (len(streams), 0)
+    assert deals == {deal_id: s.model_dump_json() for deal_id, s in streams.items()}
 
 
 def test_decoded_events_given_are_stored_without_decoding_the_records_again(

@@ -1,9 +1,12 @@
-"""The history archive in DuckDB: the only package that imports duckdb.
+"""The history archive, read with DuckDB: the only package that imports duckdb.
 
 Every event once, hash-chained per partition; the value streams as tables and SQL views;
 replay (in Python, or the whole fold in SQL), audit, export and the value-stream report.
-Split by job: `schema` (tables, views), `opening` (open, read-only queries), `records`
-(what comes in), `chain` and `audit`, `writer` (with `log_tables`, `value_stream_rows`),
+Stored as Parquet segments and a SQLite catalog (`store`; `writing` for the one writer,
+`conversion` for an archive of the old single-file format), so readers never wait for
+the writer nor it for them. Split by job: `schema` (tables, views), `opening` (open,
+read-only snapshots, queries), `records` (what comes in), `chain` and `audit`, `writer`
+(with `log_tables`, `value_stream_rows`),
 `replay` and `replay_sql` (with `facts`, `canonical` and the SQL rules in `fold_sql`),
 `export`, `report`; the dashboard's questions in `dashboard`. Callers import from this
 package (or from `projections.archive.dashboard`), never from duckdb.
@@ -50,6 +53,7 @@ from projections.archive.replay_sql import SqlReplay, sql_replay
 from projections.archive.report import ReportChange, ValueStreamReport, value_stream_report
 from projections.archive.schema import ARCHIVE_VIEWS, SCHEMA_VERSION
 from projections.archive.writer import HistoryWriter
+from projections.archive.writing import ArchiveStore
 
 __all__ = [
     "ARCHIVE_VIEWS",
@@ -59,6 +63,7 @@ __all__ = [
     "ArchiveBatch",
     "ArchiveBusy",
     "ArchiveMissing",
+    "ArchiveStore",
     "AuditFinding",
     "AuditReport",
     "BatchOutcome",

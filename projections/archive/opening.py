@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import duckdb
 
 from projections.archive.connection import Connection
-from projections.archive.errors import ArchiveBusy, ArchiveMissing, HistoryError, StatementRefused
-from projections.archive.facts import fill_facts
-from projections.archive.schema import SCHEMA, SCHEMA_VERSION, VIEWS
+from projections.archive.errors import ArchiveMissing, HistoryError, StatementRefused
+from projections.archive.snapshot_views import build_views
+from projections.archive.store import hold_readers_lock, is_old_format, read_snapshot
+
+if TYPE_CHECKING:
+    from projections.archive.writing import ArchiveStore
 
 __all__ = [
     "QUERY_STATEMENTS",
@@ -42,9 +44,6 @@ glob, COPY TO, ATTACH, http), no extension installed or loaded, no Python variab
 by name. `open_reader` then sets the time zone and locks the configuration, so no statement
 can SET them back."""
 
-_READERS_OPENING = threading.Lock()
-"""Held while a reader opens the file and, if it is the first, sets and locks the settings."""
-
 READ_ONLY_REFUSAL = (
     "the archive is read-only here: a query reads the archive's tables and views only "
     "(no other file, no COPY TO, no ATTACH, no extension, no SET)"
@@ -54,66 +53,66 @@ READ_ONLY_REFUSAL = (
 def open_reader(path: Path) -> Connection:
     """Open the archive for a reader (query, report, replay, audit, export, dashboard, ...).
 
-    Read-only, with READER_SETTINGS and the configuration locked: the connection reads
-    the archive and nothing else. Raises ArchiveMissing when there is no file,
-    ArchiveBusy when another process holds it (the sink writing a batch).
+    The reader gets the last committed snapshot: an in-memory DuckDB whose tables and
+    views, named as ever, read the snapshot's Parquet segments through Arrow, so DuckDB
+    itself reaches no file at all. With READER_SETTINGS and the configuration locked, the
+    connection reads the archive and nothing else. No writer is waited for and none is
+    made to wait. Raises ArchiveMissing when there is no archive; an archive of the old
+    format (one DuckDB file) is converted first (ArchiveBusy while a writer holds it).
     """
+    if is_old_format(path):
+        from projections.archive.conversion import convert_old_archive
+
+        convert_old_archive(path)
     if not path.exists():
         raise ArchiveMissing(
             f"no history archive at {path}: run `gemba worker` (it archives every event) "
             "or set GEMBA_DUCKDB_PATH"
         )
-    # DuckDB shares one database instance among the connections of a process to one file:
-    # the first reader sets the time zone for all and locks it; later ones find it locked.
-    # Readers on several threads (the dashboard's) take turns at that check.
-    with _READERS_OPENING:
-        connection = _connect(path, read_only=True, config=READER_SETTINGS)
-        if not scalar(connection, "SELECT current_setting('lock_configuration')"):
-            connection.execute("SET GLOBAL TimeZone = 'UTC'")
-            connection.execute("SET GLOBAL lock_configuration = true")
+    connection = duckdb.connect(":memory:", config=dict(_READER_CONNECT))
+    try:
+        hold_readers_lock(path, connection)
+        snapshot = read_snapshot(path)
+        build_views(connection, snapshot)
+        for name, value in READER_SETTINGS.items():
+            connection.execute(f"SET {name} = {str(value).lower()}")
+        connection.execute("SET lock_configuration = true")
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
-def open_archive(path: Path, *, read_only: bool = False) -> Connection:
-    """Open the archive: for the one writer, creating schema and views; with `read_only`,
+_READER_CONNECT: Mapping[str, str | bool] = {
+    name: value for name, value in READER_SETTINGS.items() if name != "enable_external_access"
+}
+"""Settings given at connect; external access goes off once the segments are registered."""
+
+
+@overload
+def open_archive(path: Path) -> ArchiveStore: ...
+@overload
+def open_archive(path: Path, *, read_only: Literal[False]) -> ArchiveStore: ...
+@overload
+def open_archive(path: Path, *, read_only: Literal[True]) -> Connection: ...
+
+
+def open_archive(path: Path, *, read_only: bool = False) -> ArchiveStore | Connection:
+    """Open the archive: for the one writer (an ArchiveStore: catalog and segments, created
+    if missing; an archive of the old format is converted first), or with `read_only`,
     as `open_reader` opens it (locked down).
 
-    Raises ArchiveMissing when a reader finds no file, ArchiveBusy when another
-    process holds it (DuckDB allows one writing process, or readers, at a time).
+    Raises ArchiveMissing when a reader finds no archive, ArchiveBusy when another writer
+    holds it (one writer at a time; readers never wait and are never waited for).
     """
     if read_only:
         return open_reader(path)
-    connection = _connect(path, read_only=False, config={})
-    connection.execute("SET TimeZone = 'UTC'")
-    if _schema_version(connection) != SCHEMA_VERSION:
-        with transaction(connection):
-            connection.execute(SCHEMA)
-            fill_facts(connection)  # an archive written before version 2 has none yet
-            for name, body in VIEWS.items():
-                connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
-            connection.execute("DELETE FROM archive_schema")
-            connection.execute("INSERT INTO archive_schema VALUES (?)", [SCHEMA_VERSION])
-    return connection
+    from projections.archive.conversion import convert_old_archive
+    from projections.archive.writing import ArchiveStore
 
-
-def _connect(path: Path, *, read_only: bool, config: Mapping[str, str | bool]) -> Connection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config=dict(config))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise ArchiveBusy(f"the archive {path} is in use by another process: {exc}") from None
-        raise HistoryError(f"cannot open the archive {path}: {exc}") from None
-
-
-def _schema_version(connection: Connection) -> int | None:
-    """The version of the tables and views the file holds (None: a new file)."""
-    rows = connection.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'archive_schema'"
-    ).fetchall()
-    if not rows[0][0]:
-        return None
-    version = connection.execute("SELECT max(version) FROM archive_schema").fetchall()
-    return None if version[0][0] is None else int(version[0][0])
+    if is_old_format(path):
+        convert_old_archive(path)
+    return ArchiveStore.open(path)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from events import Event, EventBase, EventRejected, decode
+from projections.deal.value_stream import DealValueStream
 from projections.intervals import EPOCH
 
 __all__ = [
@@ -39,11 +40,20 @@ class LogRecord:
 
 @dataclass(frozen=True)
 class ArchiveBatch:
-    """What one transaction appends: records of `touches`, of the dead letters and of alerts."""
+    """What one commit appends: records of `touches`, of the dead letters and of alerts;
+    from a caller that decoded and folded them, the events and value streams too.
+
+    `decoded`, when given, is each record of `events` decoded, in the same order (None for
+    one that is not an event): the writer then decodes nothing. `value_streams`, when given,
+    are the folded value streams of the deals the batch touched, stored as they are (the
+    writer folds nothing); None: the writer marks the touched deals for its own refold.
+    """
 
     events: Sequence[LogRecord] = ()
     dead_letters: Sequence[LogRecord] = ()
     alerts: Sequence[LogRecord] = ()
+    decoded: Sequence[EventBase | None] | None = None
+    value_streams: Sequence[DealValueStream] | None = None
 
 
 @dataclass(frozen=True, slots=True)

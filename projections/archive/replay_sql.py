@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 from projections.archive.canonical import TOUCH_KINDS, canonical_lines, deal_digest, streams_hash
 from projections.archive.connection import Connection
-from projections.archive.facts import FACTS_DDL, fill_facts
 from projections.archive.fold_sql.lines import TOTAL_COLUMNS, hash_statements
 from projections.archive.fold_sql.merge import MAX_PACKED
 from projections.archive.fold_sql.steps import fold_statements
@@ -61,18 +60,12 @@ def sql_replay(
     """Fold every archived deal in DuckDB under `policy`, as known at `as_of` (None: all).
 
     Works on a read-only connection (the tables it builds are temporary); an archive
-    written before the fold facts existed gets them derived for this connection only.
+    written before the fold facts existed got them when it was converted.
 
     Python twin: projections.deal.value_stream.deal_value_stream (one deal at a time).
     """
     if as_of is not None and as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware, like event times")
-    has_facts = connection.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'fold_facts'"
-    ).fetchall()[0][0]
-    if not has_facts:
-        connection.execute(FACTS_DDL.replace("CREATE TABLE", "CREATE TEMP TABLE"))
-        fill_facts(connection)
     steps = fold_statements(policy, as_of, prefix, packed=True)
     for statement in steps[:-2]:
         connection.execute(statement)

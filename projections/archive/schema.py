@@ -64,9 +64,10 @@ def totals_value(totals: Totals, path: str) -> Any:
     return value
 
 
-SCHEMA_VERSION = 2
-"""Bumped whenever a table or view changes; a writer opening an older file updates its views
-(version 2 added the fold facts that `gemba replay` reads; they are derived for old files)."""
+SCHEMA_VERSION = 3
+"""Bumped whenever a table or view changes (version 2 added the fold facts that `gemba replay`
+reads; version 3 stores the tables as Parquet segments and a catalog: projections.archive.store;
+an older archive, one DuckDB file, is converted on first open)."""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS archive_schema (version INTEGER NOT NULL);

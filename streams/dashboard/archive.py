@@ -24,12 +24,11 @@ KEPT_ANSWERS = 128
 class ArchiveReader:
     """Answers questions from the history archive off the event loop.
 
-    Each question gets its own read-only connection, opened (waiting while the
-    worker's sink holds the file for a batch) and closed around it, so the
-    dashboard never keeps the sink out for longer than one question. A question
-    asked with a key is answered from memory while the file (and its write-ahead
-    log) has not changed since it was last answered: the sink's every write
-    changes their size or modification time.
+    Each question gets its own read-only connection over the archive's last commit,
+    opened and closed around it (the sink never waits for it, nor it for the sink). A
+    question asked with a key is answered from memory while the catalog (and its write-ahead
+    log) has not changed since it was last answered: the sink's every commit
+    changes the catalog's size or modification time.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -42,9 +41,11 @@ class ArchiveReader:
         return str(self.settings.history_db_path)
 
     def _signature(self) -> tuple[int, ...]:
-        database = self.settings.history_db_path
+        from projections.archive.store import CATALOG
+
+        catalog = self.settings.history_db_path / CATALOG
         signature: list[int] = []
-        for file in (database, Path(f"{database}.wal")):
+        for file in (catalog, Path(f"{catalog}-wal")):
             try:
                 status = file.stat()
             except FileNotFoundError:

@@ -18,12 +18,11 @@ from faust.types import EventT
 from projections.archive import (
     ArchiveBatch,
     ArchiveBusy,
+    ArchiveStore,
     BatchOutcome,
-    Connection,
     HistoryError,
     HistoryWriter,
     LogRecord,
-    archived_offsets,
     open_archive,
 )
 from streams.settings import Settings
@@ -48,6 +47,8 @@ REFOLD_MAX_LAG_S = 30.0
 """Under a steady stream that is never quiet, refold at least this often anyway."""
 RETRY_S = 0.5
 RETRY_MAX_S = 30.0
+IDLE_CLOSE_S = 2.0
+"""The sink lets go of the archive (its writer lock) after this long with nothing to write."""
 BUSY_WARN_S = 10.0
 """Another process holding the file this long is no longer a reader's short query: warn."""
 
@@ -104,8 +105,9 @@ class HistorySink:
     Messages are acked only after their batch committed. The deals a batch touches are
     marked in it and refolded into the value-stream tables once the stream is quiet (at
     least every REFOLD_MAX_LAG_S), so history catching up refolds each deal once, not once
-    per batch. The file is opened for each transaction and closed after it, so that
-    readers (`gemba query`) can open it in between.
+    per batch. The archive stays open (the writer lock held) while there is work, and is let
+    go after IDLE_CLOSE_S of quiet; readers (`gemba query`, the dashboard) read its last
+    commit at any time and never make the sink wait.
     """
 
     path: Path
@@ -130,6 +132,8 @@ class HistorySink:
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _executor: ThreadPoolExecutor | None = None
     _flush_task: asyncio.Future[None] | None = None
+    _store: ArchiveStore | None = None
+    _last_written: float = 0.0
     last_error: str | None = None
 
     async def take(self, kind: Kind, stream: faust.StreamT[bytes], event: EventT[bytes]) -> None:
@@ -188,6 +192,27 @@ class HistorySink:
             self._flush_task = asyncio.ensure_future(self.flush())
         elif self._to_refold and (quiet or now - self._last_refold >= REFOLD_MAX_LAG_S):
             self._flush_task = asyncio.ensure_future(self.refold())
+        elif (
+            self._store is not None
+            and not self._pending
+            and (now - self._last_written >= IDLE_CLOSE_S)
+        ):
+            self._flush_task = asyncio.ensure_future(self._let_go())
+
+    async def _let_go(self) -> None:
+        """Close the archive while nothing is to be written (another writer may take it)."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            await self._run(self._close_store)
+        finally:
+            self._flushing = False
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     async def refold(self) -> None:
         """Refold a chunk of the deals marked by archived batches into the value-stream tables."""
@@ -289,33 +314,38 @@ class HistorySink:
         )  # fmt: skip
 
     def _write(self, batch: ArchiveBatch) -> BatchOutcome:
-        """In the sink's thread: open the file, append in one transaction, close it."""
-        with self._open() as connection:
-            return self.writer.append(connection, batch, refresh=False)
+        """In the sink's thread: append in one commit (the archive opened if it is not)."""
+        with self._open() as store:
+            return self.writer.append(store, batch, refresh=False)
 
     def _refold_chunk(self) -> BatchOutcome:
-        with self._open() as connection:
-            return self.writer.refresh(connection, REFOLD_DEALS)
+        with self._open() as store:
+            return self.writer.refresh(store, REFOLD_DEALS)
 
     def _read_offsets(self) -> tuple[dict[tuple[str, int], int], int]:
-        with self._open() as connection:
-            marked = connection.execute("SELECT count(*) FROM dirty_deals").fetchall()
-            return archived_offsets(connection), int(marked[0][0])
+        with self._open() as store:
+            held = {key: head.next_offset for key, head in store.heads().items()}
+            return held, store.count("dirty_deals")
 
     @contextmanager
-    def _open(self) -> Iterator[Connection]:
+    def _open(self) -> Iterator[ArchiveStore]:
+        """The archive, opened once and kept while there is work; closed after a failure
+        (it is opened afresh next time)."""
+        if self._store is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(
+                    f"cannot make the archive's directory {self.path.parent} ({exc.strerror}): "
+                    "make it, or set GEMBA_DUCKDB_PATH to a writable place"
+                ) from None
+            self._store = open_archive(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HistoryError(
-                f"cannot make the archive's directory {self.path.parent} ({exc.strerror}): "
-                "make it, or set GEMBA_DUCKDB_PATH to a writable place"
-            ) from None
-        connection = open_archive(self.path)
-        try:
-            yield connection
-        finally:
-            connection.close()
+            yield self._store
+        except BaseException:
+            self._close_store()
+            raise
+        self._last_written = time.monotonic()
 
     async def _held_offsets(self) -> dict[tuple[str, int], int]:
         """The archive's next offsets, read once when the first message arrives.
@@ -359,7 +389,9 @@ def _batch(taken: list[_Taken]) -> ArchiveBatch:
     records: dict[Kind, list[LogRecord]] = {"events": [], "dead_letters": [], "alerts": []}
     for item in taken:
         records[item.kind].append(item.log_record())
-    return ArchiveBatch(**records)
+    return ArchiveBatch(
+        events=records["events"], dead_letters=records["dead_letters"], alerts=records["alerts"]
+    )
 
 
 def _archive_agent(app: faust.App, sink: HistorySink, kind: Kind, topic: faust.TopicT) -> None:

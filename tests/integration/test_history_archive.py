@@ -37,6 +37,7 @@ from projections.errors import DealNotOpened
 from streams.cli.main import cli
 from streams.errors import GembaError
 from streams.simulator import SimulationConfig, history_records
+from tests.support.archives import tamper
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +103,7 @@ def pristine(
 def archive(pristine: Archive, tmp_path: Path) -> Archive:
     """A copy of the archive of this test's own, to append to or tamper with."""
     path = tmp_path / "gemba.duckdb"
-    shutil.copyfile(pristine.path, path)
+    shutil.copytree(pristine.path, path)
     return replace(pristine, path=path)
 
 
@@ -330,10 +331,7 @@ def test_replay_gives_the_same_hash_whatever_the_order_and_duplicates(
 
 
 def _tamper(path: Path, *statements: str) -> None:
-    connection = duckdb.connect(str(path))
-    for statement in statements:
-        connection.execute(statement)
-    connection.close()
+    tamper(path, *statements)
 
 
 def _events_of_partition(path: Path, partition: int) -> list[tuple[str, int]]:

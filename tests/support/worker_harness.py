@@ -25,7 +25,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
-import duckdb
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events import Event, EventRejected, decode
 from events.producer import KafkaEventPublisher, ensure_topic
 from projections import DealNotOpened, Policy, deal_value_stream, events_by_deal
-from projections.archive import ArchiveBusy, open_archive
+from projections.archive import ArchiveBusy, ArchiveStore, open_archive
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, history_records
 
@@ -139,14 +138,15 @@ class WorkerSetup:
         finally:
             connection.close()
 
-    def hold_archive(self) -> duckdb.DuckDBPyConnection:
+    def hold_archive(self) -> ArchiveStore:
         """Open the archive for writing from this process, as soon as the sink lets go of
-        it: the history sink can store nothing more while the caller holds it."""
+        it (it does when it has nothing to write): the history sink can store nothing more
+        while the caller holds it."""
 
-        def opened() -> duckdb.DuckDBPyConnection | None:
+        def opened() -> ArchiveStore | None:
             try:
-                return duckdb.connect(str(self.archive))
-            except duckdb.IOException:
+                return open_archive(self.archive)
+            except ArchiveBusy:
                 return None
 
         return wait_for(opened, timeout_s=30, interval_s=0.05)

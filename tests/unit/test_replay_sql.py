@@ -32,10 +32,11 @@ from projections.archive import (
     sql_replay,
     verify_archive,
 )
+from projections.archive.conversion import old_archive_backup
 from projections.categories import TouchClass, WasteCategory
 from projections.policy.model import Policy
 from streams.simulator import SimulationConfig, history_lines
-from tests.support.archives import RECORDED_AFTER, archive_of
+from tests.support.archives import RECORDED_AFTER, archive_of, single_file_of, tamper
 from tests.support.deal_builders import STAGES, deal_events
 
 TOUCH_WASTES = [
@@ -184,21 +185,22 @@ def test_the_packed_sweep_and_the_plain_one_agree(
         connection.close()
 
 
-def test_an_archive_from_before_the_fold_facts_gets_them(scratch: Path) -> None:
+def test_an_archive_file_from_before_the_fold_facts_is_converted_on_first_open_and_gets_them(
+    scratch: Path,
+) -> None:
     lines = list(history_lines(SimulationConfig(seed=5, deals=60)))
-    path = archive_of(scratch / "archive.duckdb", lines)
-    with duckdb.connect(str(path)) as old:  # as version 1 wrote it
-        old.execute("DROP TABLE fold_facts; DROP TABLE deal_numbers")
-        old.execute("UPDATE archive_schema SET version = 1")
-    reader = open_archive(path, read_only=True)  # read-only: derived for this reading
+    segmented = archive_of(scratch / "segmented", lines)
+    reader = open_archive(segmented, read_only=True)
     try:
         expected = assert_same_fold(reader, default_policy())
     finally:
         reader.close()
+    path = single_file_of(segmented, scratch / "archive.duckdb", version=1)
+    with duckdb.connect(str(path)) as old:  # as version 1 wrote it
+        old.execute("DROP TABLE fold_facts; DROP TABLE deal_numbers")
 
-    writer = open_archive(path)  # the writer brings the file to the current schema
-    writer.close()
-    reader = open_archive(path, read_only=True)
+    reader = open_archive(path, read_only=True)  # converted first, the old file kept
+    assert path.is_dir() and old_archive_backup(path).is_file()
     try:
         assert reader.execute("SELECT max(version) FROM archive_schema").fetchone() == (
             SCHEMA_VERSION,
@@ -219,11 +221,11 @@ def test_audit_verify_names_fold_facts_that_no_longer_match_their_payload(scratc
     path = archive_of(scratch / "archive.duckdb", lines)
     calls = [decode(line) for line in lines if b'"type":"call"' in line]
     changed, removed = random.Random(3).sample([c.event_id for c in calls], 2)
-    with duckdb.connect(str(path)) as connection:
-        connection.execute(
-            "UPDATE fold_facts SET duration_s = duration_s + 600 WHERE event_id = ?", [changed]
-        )
-        connection.execute("DELETE FROM fold_facts WHERE event_id = ?", [removed])
+    tamper(
+        path,
+        f"UPDATE fold_facts SET duration_s = duration_s + 600 WHERE event_id = '{changed}'",
+        f"DELETE FROM fold_facts WHERE event_id = '{removed}'",
+    )
 
     reader = open_archive(path, read_only=True)
     try:

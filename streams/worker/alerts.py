@@ -28,7 +28,7 @@ from projections.deal.alerts import (
     stall_alert_quality,
     won_stage_times,
 )
-from projections.deal.value_stream import DealValueStream, deal_value_stream
+from projections.deal.value_stream import DealValueStream
 from projections.policy.model import Policy
 from streams.settings import Settings
 from streams.worker.batching import raw_topic
@@ -340,9 +340,11 @@ class StallAlertEngine:
             await self._recheck(deal_id, state, watermark)
 
     async def _recheck(self, deal_id: str, state: DealAlertState, watermark: datetime) -> None:
+        fold = self.pipeline.deal_fold(deal_id)
+        if fold is None:
+            return
         try:
-            events = self.pipeline.deal_facts(deal_id)
-            stream = deal_value_stream(events, self.policy, watermark)
+            stream = fold.value_stream(watermark)
             check = check_stalls(stream, state.account_id, self.learner.thresholds, state.ledger)
         except Exception:
             log.exception("stall_check_failed", deal_id=deal_id, watermark=watermark.isoformat())
@@ -403,8 +405,8 @@ class StallAlertEngine:
         self.table.data[deal_id] = value
 
     def _account_of(self, deal_id: str) -> str:
-        first = next(iter(self.pipeline.deal_facts(deal_id)), None)
-        return first.account_id if first else ""
+        fold = self.pipeline.deal_fold(deal_id)
+        return (fold.account_id or "") if fold is not None else ""
 
 
 def alerts_topic(app: faust.App, settings: Settings) -> TopicT:

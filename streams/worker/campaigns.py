@@ -143,7 +143,7 @@ class CampaignPipeline:
     def key_of(self, fact: EventBase) -> str | None:
         return fact.account_id
 
-    def holder(self, facts: Iterable[EventBase]) -> FactSet:
+    def holder(self, key: str, facts: Iterable[EventBase]) -> FactSet:
         return FactSet(facts)
 
     async def refresh(self, key: str, holder: FactSet, partition: int) -> None:

@@ -39,6 +39,7 @@ from streams.worker.deal_store import DealEventStore
 from streams.worker.missed import MissedRecord, MissedRecordReader
 
 __all__ = [
+    "FactHolder",
     "FactSet",
     "Handoff",
     "KeyedMachine",
@@ -110,7 +111,7 @@ class FactSet:
         for fact in facts:
             self.add(fact)
 
-    def add(self, fact: EventBase) -> bool:
+    def add(self, fact: EventBase, encoded: bytes | None = None) -> bool:
         """Keep the fact; whether what is held changed."""
         held = self.facts.get(fact.event_id)
         if held is not None:
@@ -127,7 +128,15 @@ class FactSet:
         return len(self.facts)
 
 
-H = TypeVar("H", bound=FactSet)
+class FactHolder(Protocol):
+    """A key's facts in memory: what a machine adds to (FactSet, or a deal's DealFold)."""
+
+    def add(self, fact: EventBase, encoded: bytes | None = None) -> bool:
+        """Keep the fact (`encoded`: the bytes it was decoded from); whether what is held
+        changed."""
+
+
+H = TypeVar("H", bound=FactHolder)
 
 
 class KeyedPart(Protocol[H]):
@@ -136,7 +145,7 @@ class KeyedPart(Protocol[H]):
     def key_of(self, fact: EventBase) -> str | None:
         """The key a fact is kept under; None: counted, not kept."""
 
-    def holder(self, facts: Iterable[EventBase]) -> H:
+    def holder(self, key: str, facts: Iterable[EventBase]) -> H:
         """A key's holder, filled with its stored facts (after a start or a rebalance)."""
 
     async def refresh(self, key: str, holder: H, partition: int) -> None:
@@ -287,7 +296,7 @@ class KeyedMachine(Generic[H]):
         key = self.part.key_of(fact)
         if key is None:
             return
-        if self.holder_of(key).add(fact):
+        if self.holder_of(key).add(fact, record.value):
             # The record's own bytes: the fact they decode to is the one kept.
             self.store.put(key, fact.event_id, record.value.decode())
         self._batch.touch(key, event)
@@ -299,7 +308,7 @@ class KeyedMachine(Generic[H]):
             self._holders.move_to_end(key)
             return holder
         stored = self.store.events_of(key)
-        holder = self.part.holder(decode(raw) for raw in stored.values())
+        holder = self.part.holder(key, (decode(raw) for raw in stored.values()))
         self._holders[key] = holder
         while len(self._holders) > self.max_held:
             self._holders.popitem(last=False)

@@ -17,13 +17,14 @@ import structlog
 from faust.types import EventT, TopicT
 
 from events import EventBase
+from projections.deal.fold import DealFold
 from projections.deal.value_stream import DealValueStream
 from projections.portfolio.rollup import Contribution, RollupKey, add_vectors
 from streams.settings import Settings
 from streams.worker.batching import BATCH_TIMER_S, raw_topic
 from streams.worker.counts import PipelineCounts
 from streams.worker.deal_store import DealEventStore
-from streams.worker.keyed import FactListener, FactSet, KeyedMachine, Taken, run_machine
+from streams.worker.keyed import FactListener, KeyedMachine, Taken, run_machine
 from streams.worker.missed import MissedRecordReader
 from streams.worker.partitioned import PartitionedTable
 from streams.worker.value_streams import FoldedDeal, ValueStreamFolder
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger("gemba.worker")
+HELD_DEALS = 20_000
+"""Deals whose folds are kept in memory, the most recently touched (the rest are read back
+from the store when touched or checked again)."""
 
 
 class FoldObserver(Protocol):
@@ -62,9 +66,10 @@ class ValueStreamPipeline:
     value_streams: TopicT
     contributions: PartitionedTable  # deal_id -> Contribution
     observers: list[FoldObserver] = field(default_factory=list)
-    machine: KeyedMachine[FactSet] = field(init=False)
-    folded: list[FoldedDeal] = field(default_factory=list)
-    """The deals folded in the batch being refreshed (what the history sink stores)."""
+    machine: KeyedMachine[DealFold] = field(init=False)
+    keep_folded: bool = False
+    """Whether the value streams folded are kept for the history sink (`take_folded`)."""
+    _folded: list[DealValueStream] = field(default_factory=list)
     _rollups: dict[RollupKey, dict[str, int]] | None = None
 
     @classmethod
@@ -85,6 +90,7 @@ class ValueStreamPipeline:
             source_topic=settings.touches_topic,
             reader=MissedRecordReader.from_settings(settings),
             future_limit=settings.future_limit,
+            max_held=HELD_DEALS,
         )
         pipeline.machine.follow_rebalances()
         return pipeline
@@ -126,12 +132,12 @@ class ValueStreamPipeline:
     def key_of(self, fact: EventBase) -> str | None:
         return fact.deal_id
 
-    def holder(self, facts: Iterable[EventBase]) -> FactSet:
-        return FactSet(facts)
+    def holder(self, key: str, facts: Iterable[EventBase]) -> DealFold:
+        return DealFold.of(key, self.folder.policy, facts)
 
-    async def refresh(self, key: str, holder: FactSet, partition: int) -> None:
+    async def refresh(self, key: str, holder: DealFold, partition: int) -> None:
         try:
-            folded = self.folder.fold_events(list(holder))
+            folded = self.folder.fold_deal(holder)
         except Exception:
             # The events are stored; the deal's next event folds them again.
             log.exception("value_stream_failed", deal_id=key)
@@ -141,7 +147,8 @@ class ValueStreamPipeline:
         if folded.stream.closed_at is not None:
             # A closed deal rarely hears more: its facts are read back if it does.
             self.machine.release(key)
-        self.folded.append(folded)
+        if self.keep_folded:
+            self._folded.append(folded.stream)
         self._update_rollups(key, folded.contribution)
         await self.value_streams.send(key=key.encode(), value=folded.document)
         for observer in self.observers:
@@ -155,7 +162,12 @@ class ValueStreamPipeline:
 
     def forget(self) -> None:
         self._rollups = None
-        self.folded = []
+        self._folded = []
+
+    def take_folded(self) -> list[DealValueStream]:
+        """The value streams folded since the last call (the history sink stores them)."""
+        folded, self._folded = self._folded, []
+        return folded
 
     def _update_rollups(self, deal_id: str, new: Contribution) -> None:
         """Keep the deal's contribution (durable) and apply the change to the roll-ups."""
@@ -179,17 +191,16 @@ class ValueStreamPipeline:
             self._rollups = rollups
         return rollups
 
-    def deal_facts(self, deal_id: str) -> list[EventBase]:
-        """The deal's facts this worker holds (empty for a deal it does not hold)."""
-        held = self.machine.held(deal_id)
-        return [] if held is None else list(held)
+    def deal_fold(self, deal_id: str) -> DealFold | None:
+        """The deal's fold this worker holds (None for a deal it does not hold)."""
+        return self.machine.held(deal_id)
 
     def deal(self, deal_id: str, *, now: bool = False) -> FoldedDeal | None:
         """One deal's value stream as of its own latest event (what is published), or with
         `now`, as of the latest event time the worker has seen (an open deal's "now")."""
-        facts = self.deal_facts(deal_id)
+        fold = self.deal_fold(deal_id)
         watermark = self.latest_event_time if now else None
-        return self.folder.fold_events(facts, watermark) if facts else None
+        return None if fold is None else self.folder.fold_deal(fold, watermark)
 
     def rollup(self, dimension: str, month: str | None) -> dict[str, dict[str, int]]:
         """Roll-up vectors of one dimension, by value (and month, unless one is given)."""

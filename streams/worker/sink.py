@@ -15,6 +15,7 @@ import faust
 import structlog
 from faust.types import EventT
 
+from events import EventBase
 from projections.archive import (
     ArchiveBatch,
     ArchiveBusy,
@@ -25,6 +26,7 @@ from projections.archive import (
     LogRecord,
     open_archive,
 )
+from projections.deal.value_stream import DealValueStream
 from streams.settings import Settings
 from streams.worker.alerts import alerts_topic
 from streams.worker.batching import raw_topic
@@ -64,6 +66,9 @@ class _Taken:
     stream: faust.StreamT[bytes] | None
     event: EventT[bytes] | None
     record: LogRecord | None = None
+    from_fold: bool = False
+    """Taken from the fold pipeline, which decoded it: `fact` is its event (None: not one)."""
+    fact: EventBase | None = None
 
     def log_record(self) -> LogRecord:
         if self.record is not None:
@@ -122,6 +127,8 @@ class HistorySink:
     _to_refold: int = 0
     _last_refold: float = field(default_factory=time.monotonic)
     _pending: list[_Taken] = field(default_factory=list)
+    _streams: list[DealValueStream] = field(default_factory=list)
+    """Value streams the fold gave with the pending records, stored with them."""
     _first_pending: float = 0.0
     _last_taken: float = 0.0
     _retry_at: float = 0.0
@@ -141,13 +148,23 @@ class HistorySink:
         ack it if the archive holds it already."""
         await self._take(_Taken(kind, stream, event), event.message)
 
-    async def take_batch(self, stream: faust.StreamT[bytes], taken: Sequence[Taken]) -> None:
-        """The fold's batch of `touches` (streams.worker.keyed): each record as the fold took it,
-        archived in the sink's next transaction and acked once that commits. The fold read
-        back any offset Faust skipped, so the batch has no gap of its own."""
+    async def take_batch(
+        self,
+        stream: faust.StreamT[bytes],
+        taken: Sequence[Taken],
+        value_streams: Sequence[DealValueStream],
+    ) -> None:
+        """The fold's batch of `touches` (streams.worker.keyed): each record as the fold took it
+        and decoded it, and the value streams it folded, archived in the sink's next
+        transaction (nothing decoded or folded again) and acked once that commits. The fold
+        read back any offset Faust skipped, so the batch has no gap of its own."""
         for each in taken:
-            item = _Taken("events", stream if each.event else None, each.event, each.record)
+            item = _Taken(
+                "events", stream if each.event else None, each.event, each.record,
+                from_fold=True, fact=each.fact,
+            )  # fmt: skip
             await self._take(item, each.record, read_missed=False)
+        self._streams += value_streams
 
     async def _take(self, item: _Taken, message: Any, *, read_missed: bool = True) -> None:
         while len(self._pending) >= 2 * SINK_BATCH_MAX:  # the archive is behind: wait for it
@@ -242,9 +259,11 @@ class HistorySink:
             return
         self._flushing = True
         taken, self._pending = self._pending, []
+        streams, self._streams = self._streams, []
         try:
-            outcome = await self._run(self._write, _batch(taken))
+            outcome = await self._run(self._write, _batch(taken, streams))
         except Exception as exc:
+            self._streams = streams + self._streams
             self._failed(taken, exc)
             return
         finally:
@@ -385,12 +404,20 @@ class HistorySink:
         }
 
 
-def _batch(taken: list[_Taken]) -> ArchiveBatch:
+def _batch(taken: list[_Taken], streams: list[DealValueStream]) -> ArchiveBatch:
+    """The archive's batch: the records, and, when the fold gave every event record, their
+    events and the value streams it folded (the writer then decodes and folds nothing)."""
     records: dict[Kind, list[LogRecord]] = {"events": [], "dead_letters": [], "alerts": []}
+    events = [item for item in taken if item.kind == "events"]
     for item in taken:
         records[item.kind].append(item.log_record())
+    folded = bool(events) and all(item.from_fold for item in events)
     return ArchiveBatch(
-        events=records["events"], dead_letters=records["dead_letters"], alerts=records["alerts"]
+        events=records["events"],
+        dead_letters=records["dead_letters"],
+        alerts=records["alerts"],
+        decoded=[item.fact for item in events] if folded else None,
+        value_streams=streams if folded else None,
     )
 
 
@@ -422,7 +449,12 @@ def attach_history_sink(
         HistoryWriter(pipeline.folder.policy, future_limit=settings.future_limit),
         MissedRecordReader.from_settings(settings),
     )
-    pipeline.machine.handoff = sink.take_batch
+    pipeline.keep_folded = True
+
+    async def archive_batch(stream: faust.StreamT[bytes], taken: Sequence[Taken]) -> None:
+        await sink.take_batch(stream, taken, pipeline.take_folded())
+
+    pipeline.machine.handoff = archive_batch
     _archive_agent(app, sink, "dead_letters", raw_topic(app, settings.dead_letter_topic))
     # The alert topic is declared (created) by the worker before it subscribes.
     _archive_agent(app, sink, "alerts", alerts_topic(app, settings))

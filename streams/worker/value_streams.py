@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from events import EventBase, decode
+from projections.deal.fold import DealFold
 from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.errors import DealNotOpened
 from projections.policy.model import Policy
@@ -53,6 +54,18 @@ class ValueStreamFolder:
         campaigns = [e.campaign_id for e in events if e.campaign_id is not None]
         return FoldedDeal(
             stream, stream.model_dump_json().encode(), contributions(stream, campaigns)
+        )
+
+    def fold_deal(self, fold: DealFold, watermark: datetime | None = None) -> FoldedDeal | None:
+        """Like `fold_events`, from the deal's fold (nothing decoded, events kept in order)."""
+        if not fold.is_opened:
+            return None  # its deal_opened event has not arrived yet
+        latest = fold.latest_event_time
+        if watermark is not None and latest is not None:
+            watermark = max(watermark, latest)
+        stream = fold.value_stream(watermark)
+        return FoldedDeal(
+            stream, stream.model_dump_json().encode(), contributions(stream, fold.campaign_ids)
         )
 
 

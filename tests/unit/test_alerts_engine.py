@@ -13,6 +13,7 @@ from faust.types import TP
 from events import CallOutcome, EventBase, decode, encode
 from events.models import Event
 from projections.deal.alerts import AlertKind, EpisodeEnd, StallAlert
+from projections.deal.fold import DealFold
 from projections.deal.value_stream import deal_value_stream
 from projections.policy.model import Policy, default_policy
 from streams.worker.alerts import AlertClock, DealAlertState, PartitionClock, StallAlertEngine
@@ -74,8 +75,9 @@ class FakePipeline:
     folder: FakeFolder = field(default_factory=lambda: FakeFolder(default_policy()))
     store: FakeStore = field(default_factory=FakeStore)
 
-    def deal_facts(self, deal_id: str) -> list[EventBase]:
-        return _decoded(self.store.events_of(deal_id))
+    def deal_fold(self, deal_id: str) -> DealFold | None:
+        stored = self.store.events_of(deal_id)
+        return DealFold.of(deal_id, self.folder.policy, _decoded(stored)) if stored else None
 
 
 @dataclass

@@ -429,8 +429,7 @@ def _backlog_of(app: faust.App, pipeline: ValueStreamPipeline) -> Callable[[int]
             highwater = app.consumer.highwater(TP(pipeline.source_topic, partition))
         except Exception:  # not started, or the partition left while we looked
             return True
-        counts = pipeline.counts_by_partition().get(str(partition))
-        read = -1 if counts is None else counts.last_offset
+        read = pipeline.machine.last_offset(partition)
         return highwater is None or read + 1 < highwater
 
     return reading_backlog

@@ -336,6 +336,13 @@ class KeyedMachine(Generic[H]):
             self.counters[str(partition)] = self._counts[partition].to_dict()
         self._count_events = {}
 
+    def last_offset(self, partition: int) -> int:
+        """The last offset of a partition this machine took (-1: none yet)."""
+        counts = self._counts.get(partition)
+        if counts is None:
+            counts = PipelineCounts.from_dict(self.counters.get(str(partition)) or {})
+        return counts.last_offset
+
     def counts_by_partition(self) -> dict[str, PipelineCounts]:
         """Counters per source partition this worker holds, including the batch not yet done.
 

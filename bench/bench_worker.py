@@ -220,6 +220,10 @@ def _consumed_until(worker: WorkerProcess, count: int) -> Iterator[int]:
         yield consumed
         if consumed >= count:
             return
+        if not worker.alive:
+            raise SystemExit(
+                f"the worker exited at {consumed:,} of {count:,}; its log ends:\n{worker.tail(200)}"
+            )
         if time.monotonic() - last_change > STUCK_S:
             raise SystemExit(
                 f"the worker is stuck at {consumed:,} of {count:,}; its log ends:\n{worker.tail()}"

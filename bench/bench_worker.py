@@ -1,6 +1,7 @@
 """Worker throughput: the Faust pipeline beside a raw aiokafka consumer of the same topic, same run.
 
     .venv/bin/python bench/bench_worker.py [--events N] [--profile FILE]
+        [--variant 'LABEL:NAME=VALUE,...' ...]
 
 Fills a topic with N simulated events (default 1,000,000), then measures (a) a raw
 aiokafka consumer reading it from offset 0 and (b) the `gemba worker` process folding
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -218,11 +220,24 @@ def _consumed_until(worker: WorkerProcess, count: int) -> Iterator[int]:
         yield consumed
         if consumed >= count:
             return
+        if not worker.alive:
+            raise SystemExit(
+                f"the worker exited at {consumed:,} of {count:,}; its log ends:\n{worker.tail(200)}"
+            )
         if time.monotonic() - last_change > STUCK_S:
             raise SystemExit(
                 f"the worker is stuck at {consumed:,} of {count:,}; its log ends:\n{worker.tail()}"
             )
         time.sleep(POLL_S)
+
+
+def _variant(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """'label:NAME=VALUE,NAME=VALUE' -> (label, ((NAME, VALUE), ...))."""
+    label, _, assignments = text.partition(":")
+    pairs = [a.split("=", 1) for a in assignments.split(",") if a.strip()]
+    if not label or any(len(pair) != 2 or not pair[0] for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected LABEL:NAME=VALUE[,NAME=VALUE...], not {text!r}")
+    return label, tuple((name.strip(), value.strip()) for name, value in pairs)
 
 
 def main() -> None:
@@ -232,6 +247,12 @@ def main() -> None:
     parser.add_argument(
         "--open-deals", type=int, default=None,
         help="Instead of simulated history: N open deals (two events each), for memory.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variant", action="append", type=_variant, default=None, metavar="LABEL:NAME=V,...",
+        help="Run the worker once per variant (repeat the option), each with these environment "
+        "variables, e.g. 'uvloop:GEMBA_WORKER_LOOP=uvloop' or "
+        "'big buffer:STREAM_BUFFER_MAXSIZE=16384' (Faust reads its settings from them).",
     )  # fmt: skip
     args = parser.parse_args()
 
@@ -255,8 +276,16 @@ def main() -> None:
         del messages
         raw = raw_consumption(setup.bootstrap_servers, setup.touches_topic, args.events)
         noop = faust_noop(setup.bootstrap_servers, setup.touches_topic, args.events, Path(tmp))
-        log = Path(tmp) / "worker.log"
-        worker, peak_kib = worker_pipeline(setup, args.events, log, args.profile)
+        runs: list[tuple[str, Rate, int]] = []
+        for label, env in args.variant or [("gemba worker", ())]:
+            # Each variant is an app of its own (consumer group, tables) on the same topic.
+            variant = replace(
+                setup, tag=f"{setup.tag}v{len(runs)}",
+                extra_env=(("GEMBA_TOUCHES_TOPIC", setup.touches_topic), *env),
+            )  # fmt: skip
+            log = Path(tmp) / f"worker-{len(runs)}.log"
+            rate, peak = worker_pipeline(variant, args.events, log, args.profile)
+            runs.append((label, rate, peak))
 
     print(f"events: {args.events:,}; deals in the worker's state: {held.deals:,} "
           f"({held.open_deals:,} still open at the last event)")  # fmt: skip
@@ -265,11 +294,12 @@ def main() -> None:
     print(f"  Faust agent doing nothing (2nd peer)   : {noop.per_second:>10,.0f} events/s "
           f"({noop.per_second / raw.per_second:.2%} of raw; "
           f"{noop.wall_s:.1f}s with start-up)")  # fmt: skip
-    print(f"  gemba worker, touches -> value streams : {worker.per_second:>10,.0f} events/s "
-          f"({worker.per_second / raw.per_second:.2%} of raw, target 50%; "
-          f"{worker.per_second / noop.per_second:.1%} of the Faust no-op; "
-          f"{worker.wall_s:.1f}s with start-up)")  # fmt: skip
-    print(f"  worker peak RSS (VmHWM)                : {peak_kib / 1024:>10,.0f} MiB")
+    for label, worker, peak_kib in runs:
+        print(f"  {label[:38]:<38} : {worker.per_second:>10,.0f} events/s "
+              f"({worker.per_second / raw.per_second:.2%} of raw, target 50%; "
+              f"{worker.per_second / noop.per_second:.1%} of the Faust no-op; "
+              f"{worker.wall_s:.1f}s with start-up)")  # fmt: skip
+        print(f"    peak RSS (VmHWM)                     : {peak_kib / 1024:>10,.0f} MiB")
 
 
 if __name__ == "__main__":

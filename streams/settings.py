@@ -18,6 +18,7 @@ __all__ = [
     "SASL_PROTOCOLS",
     "SSL_PROTOCOLS",
     "WILDCARD_HOSTS",
+    "WORKER_STORES",
     "Settings",
     "default_state_dir",
 ]
@@ -33,6 +34,9 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
+
+WORKER_STORES = frozenset({"rocksdb://", "memory://"})
+"""Faust table stores the worker runs with (GEMBA_WORKER_STORE)."""
 
 FOREVER_S = timedelta.max.total_seconds()
 """A longer allowance for future-dated events is no limit (and no timedelta holds it)."""
@@ -95,7 +99,17 @@ class Settings(BaseSettings):
         "Prometheus uses (streams/host_check.py).",
     )
     dashboard_port: int = Field(default=6070, ge=1, le=65535, description="`gemba serve`.")
-    worker_store: str = Field(default="memory://", description="Faust table store.")
+    worker_store: str = Field(
+        default="rocksdb://",
+        description="Faust table store: 'rocksdb://' (RocksDB through rocksdict, under "
+        "worker_dir/tables, kept across restarts, so a restart reads only the changelog "
+        "records written since the worker's last one) or 'memory://' (tables rebuilt from "
+        "their changelogs at every start: for tests, and for throw-away workers).",
+    )
+    worker_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The worker's event loop: uvloop (faster I/O), or asyncio's own.",
+    )
     recovery_stall_timeout_s: float = Field(
         default=180.0,
         gt=0,
@@ -176,6 +190,17 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("worker_store")
+    @classmethod
+    def _known_store(cls, url: str) -> str:
+        scheme, separator, _ = url.partition("://")
+        if not separator or f"{scheme.lower()}://" not in WORKER_STORES:
+            raise ValueError(
+                f"must be a Faust store URL starting {' or '.join(sorted(WORKER_STORES))}, "
+                "e.g. rocksdb:// (kept on disk) or memory:// (rebuilt at every start)"
+            )
+        return url
 
     @field_validator("pseudonymise_key")
     @classmethod

@@ -32,7 +32,7 @@ from projections.deal.value_stream import DealValueStream
 from projections.policy.model import Policy
 from streams.settings import Settings
 from streams.worker.batching import raw_topic
-from streams.worker.partitioned import held_partitions
+from streams.worker.partitioned import held_partitions, store_in_partition
 from streams.worker.pipeline import ValueStreamPipeline
 from streams.worker.webhook import attach_webhook_sender
 
@@ -402,7 +402,7 @@ class StallAlertEngine:
     def _save(self, deal_id: str, state: DealAlertState) -> None:
         value = state.model_dump_json().encode()
         self.table.send_changelog(state.partition, deal_id, value)
-        self.table.data[deal_id] = value
+        store_in_partition(self.table, state.partition, deal_id, value)  # from timers too
 
     def _account_of(self, deal_id: str) -> str:
         fold = self.pipeline.deal_fold(deal_id)

@@ -9,7 +9,7 @@ from typing import Any
 import faust
 from faust.types import EventT, TableT
 
-__all__ = ["PartitionedTable", "held_partitions"]
+__all__ = ["PartitionedTable", "held_partitions", "store_in_partition"]
 
 
 def held_partitions(table: TableT[Any, Any]) -> set[int] | None:
@@ -17,6 +17,23 @@ def held_partitions(table: TableT[Any, Any]) -> set[int] | None:
     topic = table.changelog_topic.get_topic_name()
     assigned = table.app.assignor.assigned_actives()
     return {tp.partition for tp in assigned if tp.topic == topic} or None
+
+
+def store_in_partition(table: TableT[Any, Any], partition: int, key: Any, value: Any) -> None:
+    """Write a row to the table's local store, in the changelog partition given, with no
+    current event (e.g. from a timer); the caller sends the changelog record itself.
+
+    `table.data[key] = value` does for the memory store, which keeps one dict for every
+    partition; the RocksDB store keeps one database per partition and picks it by the
+    current event's partition, so without one it cannot tell where the row goes (Faust
+    asserts there is an event).
+    """
+    store: Any = table.data
+    database_of = getattr(store, "_db_for_partition", None)  # the RocksDB store
+    if database_of is None:
+        store[key] = value
+        return
+    database_of(partition).put(store._encode_key(key), store._encode_value(value))
 
 
 @dataclass

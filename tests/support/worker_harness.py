@@ -106,6 +106,10 @@ class WorkerSetup:
     """The history archive (GEMBA_DUCKDB_PATH); None: the worker's default, in `state_dir`."""
     log_level: str = "info"
     """GEMBA_LOG_LEVEL of the worker."""
+    store: str = "memory://"
+    """GEMBA_WORKER_STORE: tests keep Faust's memory store (tables rebuilt from their
+    changelogs at every start, nothing left on disk) unless they are about the worker's
+    default, RocksDB ("rocksdb://")."""
     extra_env: tuple[tuple[str, str], ...] = ()
     """More environment for the worker (e.g. Faust's own settings), as (name, value) pairs."""
 
@@ -204,6 +208,7 @@ class WorkerSetup:
                 "GEMBA_LOG_FORMAT": "json",
                 "GEMBA_LOG_LEVEL": self.log_level,
                 "GEMBA_HISTORY_SINK": "true" if self.history_sink else "false",
+                "GEMBA_WORKER_STORE": self.store,
             }
         )
         if self.duckdb_path is not None:

@@ -156,17 +156,21 @@ class HistorySink:
     ) -> None:
         """The fold's batch of `touches` (streams.worker.keyed): each record as the fold took it
         and decoded it, and the value streams it folded, archived in the sink's next
-        transaction (nothing decoded or folded again) and acked once that commits. The fold
-        read back any offset Faust skipped, so the batch has no gap of its own."""
+        transaction (nothing decoded or folded again) and acked once that commits.
+
+        The fold read back any offset Faust skipped, but not what another worker folded
+        before this one took the partition over (its counters came with the partition):
+        the sink reads those back itself, since this archive never received them (the writer
+        then decodes and folds that batch on its own)."""
         for each in taken:
             item = _Taken(
                 "events", stream if each.event else None, each.event, each.record,
                 from_fold=True, fact=each.fact,
             )  # fmt: skip
-            await self._take(item, each.record, read_missed=False)
+            await self._take(item, each.record)
         self._streams += value_streams
 
-    async def _take(self, item: _Taken, message: Any, *, read_missed: bool = True) -> None:
+    async def _take(self, item: _Taken, message: Any) -> None:
         while len(self._pending) >= 2 * SINK_BATCH_MAX:  # the archive is behind: wait for it
             self._drained.clear()
             await self._drained.wait()
@@ -180,7 +184,7 @@ class HistorySink:
         if message.offset < self._taken.get(key, 0):
             return  # a copy of a pending message (a rebalance re-read it): acked with it
         expected = self._taken.get(key, held.get(key, 0))
-        if read_missed and message.offset > expected and self.reader is not None:
+        if message.offset > expected and self.reader is not None:
             missed = await self.reader.read(*key, expected, message.offset - 1)
             kind = item.kind
             self._pending += [_Taken(kind, None, None, read_back_record(m)) for m in missed]

@@ -1,12 +1,12 @@
-"""The worker's bridge to the pure core: stored deal events in, value-stream JSON out."""
+"""The worker's bridge to the pure core: a deal's fold in, value-stream JSON and roll-up
+contribution out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from events import EventBase, decode
+from events import EventBase
 from projections.deal.fold import DealFold
 from projections.deal.value_stream import DealValueStream, deal_value_stream
 from projections.errors import DealNotOpened
@@ -29,22 +29,11 @@ class ValueStreamFolder:
         """The policy file from settings, or the shipped default."""
         return cls(policy_of(settings))
 
-    def value_stream(self, encoded_events: Iterable[str | bytes]) -> DealValueStream | None:
-        """The deal's value stream as of its latest event; None until it has been opened."""
-        events = [decode(raw) for raw in encoded_events]
-        try:
-            return deal_value_stream(events, self.policy)
-        except DealNotOpened:
-            return None  # its deal_opened event has not arrived yet
-
-    def fold(self, encoded_events: Iterable[str | bytes]) -> FoldedDeal | None:
-        """The value stream as JSON bytes and its roll-up contribution; None until opened."""
-        return self.fold_events([decode(raw) for raw in encoded_events])
-
     def fold_events(
         self, events: list[EventBase], watermark: datetime | None = None
     ) -> FoldedDeal | None:
-        """Like `fold`, for events already decoded; as of `watermark` if given."""
+        """The deal's value stream (the batch fold of `events`) as JSON bytes and its roll-up
+        contribution, as of `watermark` if given; None until the deal is opened."""
         if watermark is not None:
             watermark = max([watermark, *(event.occurred_at for event in events)])
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from projections.archive.connection import Connection
 from projections.intervals import epoch_us
@@ -68,8 +69,15 @@ class ChainHead:
         self.consumed(offset)
 
 
-def partition_heads(connection: Connection) -> dict[tuple[str, int], ChainHead]:
-    """Every partition's chain head, as the `offsets` table holds it."""
+class Queryable(Protocol):
+    """A connection that answers SQL with rows: the archive's DuckDB or its SQLite catalog."""
+
+    def execute(self, sql: str, /) -> Any: ...
+
+
+def partition_heads(connection: Queryable) -> dict[tuple[str, int], ChainHead]:
+    """Every partition's chain head, as the `offsets` table holds it (in the catalog, or in
+    an archive file of the old format)."""
     rows = connection.execute(
         "SELECT topic, source_partition, next_offset, chain_length, head_event_id, head_hash "
         "FROM offsets"

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from projections.archive.chain import ChainHead
+from projections.archive.chain import ChainHead, partition_heads
 from projections.archive.connection import Connection
 from projections.archive.errors import HistoryError
 from projections.archive.snapshot_views import build_views
@@ -98,14 +98,7 @@ class ArchiveStore:
 
     def heads(self) -> dict[tuple[str, int], ChainHead]:
         """Every partition's chain head, as the catalog holds it."""
-        rows = self.catalog.execute(
-            "SELECT topic, source_partition, next_offset, chain_length, head_event_id, head_hash "
-            "FROM offsets"
-        ).fetchall()
-        return {
-            (str(t), int(p)): ChainHead(str(t), int(p), int(n), int(length or 0), event, hash_)
-            for t, p, n, length, event, hash_ in rows
-        }
+        return partition_heads(self.catalog)
 
     def next_generation(self) -> int:
         """The number the next commit gets (value-stream rows carry it as their version)."""
